@@ -1,0 +1,83 @@
+"""Image encoders: the network whose features self-supervised learning is for.
+
+Every encoder takes float RGB images in [0, 1], channels last, and returns one feature vector per image.
+``build_encoder(name, image_size, width)`` is the one entry point; ``ENCODERS`` lists the names.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def convnet(image_size: int, width: int = 128) -> keras.Model:
+    """The seeds' encoder (keras.io semi-supervised SimCLR): 4 × Conv2D(width, 3, stride 2, relu) + Dense(width).
+
+    Small enough to train on a CPU in minutes, which is why it is the default.
+    """
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = inputs
+    for index in range(4):
+        x = layers.Conv2D(width, 3, strides=2, activation="relu", name=f"conv{index + 1}")(x)
+    x = layers.Flatten()(x)
+    features = layers.Dense(width, activation="relu", name="features")(x)
+    return keras.Model(inputs, features, name="convnet")
+
+
+def _basic_block(x, filters: int, stride: int, name: str):
+    """ResNet-18's block: two 3×3 convs with batch norm, and a projected shortcut when the shape changes."""
+    shortcut = x
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def resnet18(image_size: int, width: int = 64) -> keras.Model:
+    """ResNet-18 (He et al. 2016). Inputs of 64 px or less get the CIFAR stem (3×3 conv, stride 1, no
+    max-pool), as the peers' CIFAR-10 benchmarks do: the ImageNet stem would shrink 32 px to 8 px at once.
+    ``width`` is the first stage's channel count (64 in the paper); output is 8 × width features.
+    """
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    if image_size <= 64:
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+        x = layers.BatchNormalization(name="stem_bn")(x)
+        x = layers.ReLU(name="stem_relu")(x)
+    else:
+        x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+        x = layers.BatchNormalization(name="stem_bn")(x)
+        x = layers.ReLU(name="stem_relu")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for stage, multiplier in enumerate((1, 2, 4, 8)):
+        stride = 1 if stage == 0 else 2
+        x = _basic_block(x, width * multiplier, stride, f"stage{stage + 1}_block1")
+        x = _basic_block(x, width * multiplier, 1, f"stage{stage + 1}_block2")
+    features = layers.GlobalAveragePooling2D(name="features")(x)
+    return keras.Model(inputs, features, name="resnet18")
+
+
+def resnet50(image_size: int, width: int = 64) -> keras.Model:
+    """keras.applications' ResNet-50, randomly initialised (self-supervised learning trains it from scratch).
+
+    ``width`` is fixed by the architecture and ignored.
+    """
+    del width
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(image_size, image_size, 3), pooling="avg")
+    return keras.Model(backbone.inputs, backbone.outputs, name="resnet50")
+
+
+ENCODERS = {"convnet": convnet, "resnet18": resnet18, "resnet50": resnet50}
+DEFAULT_WIDTH = {"convnet": 128, "resnet18": 64, "resnet50": 64}
+MIN_IMAGE_SIZE = {"convnet": 32, "resnet18": 8, "resnet50": 32}
+
+
+def build_encoder(name: str, image_size: int, width: int | None = None) -> keras.Model:
+    if name not in ENCODERS:
+        raise ValueError(f"Unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    if image_size < MIN_IMAGE_SIZE[name]:
+        raise ValueError(f"Encoder {name!r} needs images of at least {MIN_IMAGE_SIZE[name]} px; got {image_size}")
+    return ENCODERS[name](image_size, width or DEFAULT_WIDTH[name])

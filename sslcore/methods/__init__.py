@@ -1,0 +1,29 @@
+"""The registry of self-supervised methods: one module per method, one line here."""
+from __future__ import annotations
+
+from sslcore.methods.barlow_twins import BarlowTwins
+from sslcore.methods.base import Method, MethodOutput, MethodParams
+from sslcore.methods.moco import MoCo
+from sslcore.methods.simclr import SimCLR
+
+METHODS: dict[str, type[Method]] = {
+    "simclr": SimCLR,
+    "moco": MoCo,
+    "barlow_twins": BarlowTwins,
+}
+
+
+def method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_params(name: str, values: dict | None = None, batch_size: int | None = None) -> MethodParams:
+    """The method's hyperparameters with ``values`` applied over the defaults, validated."""
+    params = method_class(name).Params.from_dict(values)
+    params.validate(batch_size)
+    return params
+
+
+__all__ = ["METHODS", "Method", "MethodOutput", "MethodParams", "method_class", "method_params"]

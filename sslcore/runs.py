@@ -1,0 +1,164 @@
+"""A run folder: everything a run is, on disk, so a reload, a second tab or a restarted server sees it.
+
+    config.json       everything needed to rebuild the run
+    metrics.jsonl     one JSON object per epoch
+    steps.jsonl       one JSON object per training step (what the live charts draw)
+    status.json       state (running / finished / stopped / failed), progress, last message
+    encoder.keras     feature extractor: RGB pixels 0–255 → features
+    classifier.keras  encoder + linear probe → class probabilities (labelled data only)
+    checkpoints/      ckpt-<global step>.npz: every variable of model and optimizer, plus trainer state
+    summary.json      the final figures
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+STATES = ("pending", "running", "finished", "stopped", "failed")
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write to a temporary file and rename, so a reader (or a killed process) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(payload, handle, indent=2, default=_json_default)
+        temporary = handle.name
+    os.replace(temporary, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a killed process: everything before it is intact
+    return rows
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # -- files --------------------------------------------------------------------------------------
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    steps_path = property(lambda self: self.path / "steps.jsonl")
+    status_path = property(lambda self: self.path / "status.json")
+    summary_path = property(lambda self: self.path / "summary.json")
+    encoder_path = property(lambda self: self.path / "encoder.keras")
+    classifier_path = property(lambda self: self.path / "classifier.keras")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def create(self, config: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.config_path, config)
+
+    def config(self) -> dict:
+        if not self.config_path.exists():
+            raise FileNotFoundError(f"{self.path} is not a run folder (no config.json)")
+        return json.loads(self.config_path.read_text())
+
+    # -- metrics ------------------------------------------------------------------------------------
+    def append_rows(self, kind: str, rows: Iterable[dict]) -> None:
+        path = self.metrics_path if kind == "epochs" else self.steps_path
+        with open(path, "a") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, default=_json_default) + "\n")
+
+    def epochs(self) -> list[dict]:
+        return _read_jsonl(self.metrics_path)
+
+    def steps(self) -> list[dict]:
+        return _read_jsonl(self.steps_path)
+
+    def truncate_rows(self, epoch_rows: int, step_rows: int) -> None:
+        """Drop rows written after the checkpoint a run resumes from, so none is counted twice."""
+        for path, keep in ((self.metrics_path, epoch_rows), (self.steps_path, step_rows)):
+            rows = _read_jsonl(path)[:keep]
+            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    # -- status -------------------------------------------------------------------------------------
+    def write_status(self, state: str, message: str = "", **progress) -> None:
+        assert state in STATES, state
+        write_json_atomic(self.status_path, {"state": state, "message": message, "updated": time.time(),
+                                             "pid": os.getpid(), **progress})
+
+    def status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"state": "pending", "message": ""}
+
+    def summary(self) -> dict | None:
+        try:
+            return json.loads(self.summary_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save_checkpoint(self, global_step: int, model_values: list[np.ndarray], optimizer_values: list[np.ndarray],
+                        state: dict, keep: int = 3) -> Path:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        arrays = {f"model_{i:05d}": value for i, value in enumerate(model_values)}
+        arrays.update({f"optimizer_{i:05d}": value for i, value in enumerate(optimizer_values)})
+        arrays["state_json"] = np.frombuffer(json.dumps(state, default=_json_default).encode(), dtype=np.uint8)
+        final = self.checkpoint_dir / f"ckpt-{global_step:08d}.npz"
+        with tempfile.NamedTemporaryFile(dir=self.checkpoint_dir, suffix=".tmp", delete=False) as handle:
+            np.savez(handle, **arrays)
+            temporary = handle.name
+        os.replace(temporary, final)
+        if keep > 0:
+            for old in self.checkpoints()[:-keep]:
+                old.unlink(missing_ok=True)
+        return final
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.checkpoint_dir.glob("ckpt-*.npz")) if self.checkpoint_dir.exists() else []
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    @staticmethod
+    def load_checkpoint(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+        with np.load(path) as archive:
+            model_values = [archive[k] for k in sorted(k for k in archive.files if k.startswith("model_"))]
+            optimizer_values = [archive[k] for k in sorted(k for k in archive.files if k.startswith("optimizer_"))]
+            state = json.loads(archive["state_json"].tobytes().decode())
+        return model_values, optimizer_values, state
+
+
+def list_runs(root: str | os.PathLike) -> list[RunDir]:
+    """Run folders under ``root``, newest first."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if (p / "config.json").exists()]
+    return sorted(runs, key=lambda run: run.config_path.stat().st_mtime, reverse=True)

@@ -1,0 +1,317 @@
+"""The one training loop, for every method and backend.
+
+Data stays resident on the device; each epoch's order is a permutation drawn from (seed, epoch), so the
+position in the data is just (epoch, step) and a run resumed from any checkpoint continues exactly.
+Metrics come back to the host every ``log_every_steps`` steps, never once per step.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import keras
+import numpy as np
+
+from sslcore import evaluate
+from sslcore.config import TrainConfig
+from sslcore.data import Dataset, load
+from sslcore.model import SSLModel
+from sslcore.runs import RunDir, write_json_atomic
+from sslcore.steps import DeviceData, make_train_step, to_host
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the likely cause."""
+
+
+class Callback:
+    """Subscribe to a run: the CLI's progress bar and the app's live charts both do."""
+
+    def on_train_begin(self, info: dict) -> None: ...
+    def on_step_end(self, row: dict) -> None: ...
+    def on_epoch_end(self, row: dict) -> None: ...
+    def on_train_end(self, summary: dict) -> None: ...
+
+
+class StopSignal(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class Position:
+    """Where a run is: enough, with the weights, to continue it exactly."""
+    epoch: int = 0               # epochs completed
+    step_in_epoch: int = 0       # steps done in the current epoch
+    global_step: int = 0
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    epoch_seconds: float = 0.0
+    elapsed_seconds: float = 0.0
+
+
+def build_optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    if config.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
+            decay_steps=max(1, total_steps - warmup_steps), alpha=0.0,
+            warmup_target=config.learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
+    else:
+        learning_rate = config.learning_rate
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    return keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=config.weight_decay or None)
+
+
+def _likely_cause(config: TrainConfig) -> str:
+    hints = [f"the learning rate ({config.learning_rate:g}) may be too high for {config.optimizer}: try 10× smaller"]
+    if config.precision != "fp32":
+        hints.append("or train in fp32 precision")
+    if config.method in ("simclr", "moco") and config.full_method_params().temperature < 0.05:
+        hints.append("or raise the temperature")
+    return "; ".join(hints)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, *,
+                 callbacks: list[Callback] | tuple = (), dataset: Dataset | None = None):
+        config.validate()
+        self.config = config
+        self.run = RunDir(run_dir) if run_dir else None
+        self.callbacks = list(callbacks)
+        self.dataset = dataset
+        self.model: SSLModel | None = None
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        config = self.config
+        if self.dataset is None:
+            self.dataset = load(config.data, config.image_size, test_fraction=config.test_fraction, seed=config.seed,
+                                skip_bad_images=config.skip_bad_images, tfds_data_dir=config.tfds_data_dir)
+        data = self.dataset
+        config.validate(len(data.train_images))
+        self.steps_per_epoch = len(data.train_images) // config.batch_size
+        self.total_steps = self.steps_per_epoch * config.epochs
+        keras.utils.set_random_seed(config.seed)
+        self.model = SSLModel(method=config.method, method_params=config.full_method_params(), encoder=config.encoder,
+                              image_size=config.image_size, encoder_width=config.encoder_width,
+                              augment=config.full_augment(), probe_augment=config.probe_augment if data.probe_images is not None else None,
+                              num_classes=data.num_classes, seed=config.seed, precision=config.precision)
+        self.optimizer = build_optimizer(config, self.total_steps, self.steps_per_epoch)
+        self.optimizer.build(self.model.trainable_variables)
+        self.position = Position()
+        self._eval_subsets()
+
+    def _eval_subsets(self) -> None:
+        """Fixed subsets for the per-epoch kNN, so each epoch's figure is measured the same way."""
+        data, config = self.dataset, self.config
+        rng = np.random.default_rng(config.seed)
+        pick = lambda n, cap: np.sort(rng.permutation(n)[:cap]) if n > cap else np.arange(n)
+        self.bank_index = pick(len(data.labelled_images), config.knn_bank_size) if data.labelled_images is not None else None
+        self.eval_index = pick(len(data.test_images), config.eval_size) if data.test_images is not None else None
+
+    def restore(self, checkpoint: Path) -> None:
+        model_values, optimizer_values, state = RunDir.load_checkpoint(checkpoint)
+        variables = self.model.variables
+        if len(model_values) != len(variables) or len(optimizer_values) != len(self.optimizer.variables):
+            raise ValueError(f"{checkpoint} does not match this run's model: was the config changed?")
+        for variable, value in zip(variables, model_values):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer.variables, optimizer_values):
+            variable.assign(value)
+        self.position = Position(**state["position"])
+        if self.run:
+            self.run.truncate_rows(state["epoch_rows"], state["step_rows"])
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def fit(self, *, resume: bool = False, stop: StopSignal | None = None, max_seconds: float | None = None) -> dict:
+        started = time.perf_counter()
+        if self.model is None:
+            self.prepare()
+        config, run = self.config, self.run
+        if run:
+            if resume:
+                checkpoint = run.latest_checkpoint()
+                if checkpoint is None:
+                    raise FileNotFoundError(f"{run.path} has no checkpoint to resume from")
+                self.restore(checkpoint)
+            else:
+                run.create({**config.to_dict(), "backend": keras.backend.backend()})
+        data = self.dataset
+        device_data = DeviceData.from_numpy(data.train_images, data.train_labels, data.probe_images, data.probe_labels)
+        step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile)
+        position = self.position
+        info = {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch, "epochs": config.epochs,
+                "start_step": position.global_step, "backend": keras.backend.backend(), "images": len(data.train_images)}
+        for callback in self.callbacks:
+            callback.on_train_begin(info)
+        self._status("running", "training")
+
+        pending: list[tuple[int, dict]] = []
+        stopped_early, step_seconds = False, None
+        offset_elapsed = position.elapsed_seconds
+        while position.epoch < config.epochs and not stopped_early:
+            order = np.random.default_rng([config.seed, position.epoch]).permutation(len(data.train_images))
+            probe_rng = np.random.default_rng([config.seed, position.epoch, 1])
+            epoch_started = time.perf_counter() - position.epoch_seconds
+            while position.step_in_epoch < self.steps_per_epoch:
+                if self._should_stop(stop, max_seconds, started, step_seconds):
+                    stopped_early = True
+                    break
+                step_started = time.perf_counter()
+                begin = position.step_in_epoch * config.batch_size
+                indices = order[begin: begin + config.batch_size].astype("int32")
+                probe_indices = None
+                if data.probe_images is not None:
+                    probe_indices = probe_rng.integers(0, len(data.probe_images), config.batch_size).astype("int32")
+                metrics = step(indices, probe_indices)
+                position.step_in_epoch += 1
+                position.global_step += 1
+                pending.append((position.global_step, metrics))
+                if len(pending) >= config.log_every_steps or position.step_in_epoch == self.steps_per_epoch:
+                    self._flush(pending, epoch_started)
+                    pending = []
+                step_seconds = time.perf_counter() - step_started
+            self._flush(pending, epoch_started)
+            pending = []
+            position.epoch_seconds = time.perf_counter() - epoch_started
+            position.elapsed_seconds = offset_elapsed + time.perf_counter() - started
+            step.sync()
+            if position.step_in_epoch == self.steps_per_epoch:
+                self._end_epoch()
+            if run:
+                self._checkpoint()
+
+        summary = self._finish(stopped_early)
+        return summary
+
+    def _should_stop(self, stop, max_seconds, started, step_seconds) -> bool:
+        if stop is not None and stop.is_set():
+            return True
+        if max_seconds is not None and step_seconds is not None:
+            # Leave room for one more step plus saving: stop while the budget still covers both.
+            return time.perf_counter() - started + 2 * step_seconds + 1.0 > max_seconds
+        return False
+
+    def _flush(self, pending: list[tuple[int, dict]], epoch_started: float) -> None:
+        if not pending:
+            return
+        position, rows = self.position, []
+        for global_step, metrics in pending:
+            values = to_host(metrics)
+            if not all(math.isfinite(v) for v in values.values()):
+                bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+                message = (f"Training stopped: {bad} at step {global_step} (epoch {position.epoch + 1}). "
+                           f"Likely cause: {_likely_cause(self.config)}. The last checkpoint is intact.")
+                self._status("failed", message)
+                raise TrainingDiverged(message)
+            for name, value in values.items():
+                position.epoch_sums[name] = position.epoch_sums.get(name, 0.0) + value
+            rows.append({"step": global_step, "epoch": position.epoch + 1, **values})
+        seconds = time.perf_counter() - epoch_started
+        steps_done = position.step_in_epoch
+        images_per_second = steps_done * self.config.batch_size / max(seconds, 1e-9)
+        remaining = self.total_steps - position.global_step
+        progress = {"step": position.global_step, "total_steps": self.total_steps, "epoch": position.epoch + 1,
+                    "epochs": self.config.epochs, "images_per_second": images_per_second,
+                    "eta_seconds": remaining * self.config.batch_size / max(images_per_second, 1e-9)}
+        for row in rows:
+            row["learning_rate"] = self._learning_rate(row["step"])
+        if self.run:
+            self.run.append_rows("steps", rows)
+            self._status("running", "training", **progress)
+        for row in rows:
+            for callback in self.callbacks:
+                callback.on_step_end({**row, **{k: v for k, v in progress.items() if k not in row}})
+
+    def _learning_rate(self, step: int) -> float:
+        """The rate the optimizer used at ``step`` (1-based), from the schedule, without touching the device."""
+        schedule = self.optimizer._learning_rate
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return float(keras.ops.convert_to_numpy(schedule(step - 1)))
+        return self.config.learning_rate
+
+    def _end_epoch(self) -> None:
+        position, config = self.position, self.config
+        steps = self.steps_per_epoch
+        eval_started = time.perf_counter()
+        row = {"epoch": position.epoch + 1, "step": position.global_step}
+        row.update({name: total / steps for name, total in position.epoch_sums.items()})
+        row.update(self.evaluate())
+        row["images_per_second"] = steps * config.batch_size / max(position.epoch_seconds, 1e-9)
+        row["seconds"] = position.epoch_seconds
+        row["eval_seconds"] = time.perf_counter() - eval_started
+        row["elapsed_seconds"] = position.elapsed_seconds + row["eval_seconds"]
+        position.elapsed_seconds = row["elapsed_seconds"]
+        position.epoch += 1
+        position.step_in_epoch = 0
+        position.epoch_sums = {}
+        position.epoch_seconds = 0.0
+        if self.run:
+            self.run.append_rows("epochs", [row])
+        for callback in self.callbacks:
+            callback.on_epoch_end(row)
+
+    def evaluate(self) -> dict[str, float | None]:
+        """kNN top-1 and the online probe's accuracy on the held-out split, from encoder features."""
+        data, config = self.dataset, self.config
+        if self.eval_index is None or self.bank_index is None:
+            return {"knn_accuracy": None, "probe_accuracy": None}
+        bank_images = data.labelled_images[self.bank_index]
+        test_images = data.test_images[self.eval_index]
+        bank, test = self.embed(bank_images), self.embed(test_images)
+        test_labels = data.test_labels[self.eval_index]
+        knn = evaluate.knn_accuracy(bank, data.labelled_labels[self.bank_index], test, test_labels,
+                                    k=config.knn_k, temperature=config.knn_temperature)
+        probe = None
+        if self.model.linear_probe is not None:
+            dense = self.model.linear_probe.layers[-1]
+            logits = test @ keras.ops.convert_to_numpy(dense.kernel).astype("float32") + keras.ops.convert_to_numpy(dense.bias)
+            probe = float(np.mean(np.argmax(logits, axis=1) == test_labels))
+        return {"knn_accuracy": knn, "probe_accuracy": probe}
+
+    def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Encoder features (float32) for uint8 images, in inference mode."""
+        if not hasattr(self, "_extractor"):
+            self._extractor = self.model.feature_extractor()
+        return np.asarray(self._extractor.predict(images.astype("float32"), batch_size=batch_size, verbose=0), dtype="float32")
+
+    def _checkpoint(self) -> None:
+        position = self.position
+        state = {"position": position.__dict__, "epoch_rows": len(self.run.epochs()), "step_rows": len(self.run.steps())}
+        self.run.save_checkpoint(position.global_step, [keras.ops.convert_to_numpy(v) for v in self.model.variables],
+                                 [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables], state,
+                                 keep=self.config.keep_checkpoints)
+
+    def _finish(self, stopped_early: bool) -> dict:
+        epochs = self.run.epochs() if self.run else []
+        last = epochs[-1] if epochs else {}
+        summary = {"state": "stopped" if stopped_early else "finished", "epochs_completed": self.position.epoch,
+                   "global_step": self.position.global_step, "backend": keras.backend.backend(),
+                   **{key: last.get(key) for key in ("loss", "contrastive_accuracy", "probe_accuracy", "knn_accuracy",
+                                                     "collapse_std", "images_per_second")}}
+        if self.run:
+            summary["run"] = str(self.run.path)
+            if not stopped_early:
+                self.save_models()
+                write_json_atomic(self.run.summary_path, summary)
+            message = ("stopped: resume to continue from the checkpoint" if stopped_early else "finished")
+            self._status(summary["state"], message, step=self.position.global_step, total_steps=self.total_steps,
+                         epoch=self.position.epoch, epochs=self.config.epochs)
+        for callback in self.callbacks:
+            callback.on_train_end(summary)
+        return summary
+
+    def save_models(self) -> None:
+        self.model.feature_extractor().save(self.run.encoder_path)
+        classifier = self.model.classifier()
+        if classifier is not None:
+            classifier.save(self.run.classifier_path)
+
+    def _status(self, state: str, message: str, **progress) -> None:
+        if self.run:
+            self.run.write_status(state, message, **progress)
