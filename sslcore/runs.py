@@ -7,6 +7,7 @@
     encoder.keras     feature extractor: RGB pixels 0–255 → features
     classifier.keras  encoder + linear probe → class probabilities (labelled data only)
     checkpoints/      ckpt-<global step>.npz: every variable of model and optimizer, plus trainer state
+    stop_requested    present while someone asks the running job to stop after its current step
     summary.json      the final figures
 """
 from __future__ import annotations
@@ -68,6 +69,7 @@ class RunDir:
     encoder_path = property(lambda self: self.path / "encoder.keras")
     classifier_path = property(lambda self: self.path / "classifier.keras")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    stop_path = property(lambda self: self.path / "stop_requested")
 
     @property
     def name(self) -> str:
@@ -103,6 +105,18 @@ class RunDir:
         for path, keep in ((self.metrics_path, epoch_rows), (self.steps_path, step_rows)):
             rows = _read_jsonl(path)[:keep]
             path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    # -- cooperative stop: any process (the app, a second tab, a shell) may ask a running job to stop ----
+    def request_stop(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.stop_path.touch()
+
+    def clear_stop(self) -> None:
+        self.stop_path.unlink(missing_ok=True)
+
+    def is_set(self) -> bool:
+        """A run folder is itself a stop signal for the trainer (``Trainer.fit(stop=...)``)."""
+        return self.stop_path.exists()
 
     # -- status -------------------------------------------------------------------------------------
     def write_status(self, state: str, message: str = "", **progress) -> None:

@@ -12,16 +12,14 @@ the host per step: the trainer reads the metrics every few steps.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import keras
 from keras import ops
 
 
-@dataclass
-class DeviceData:
-    """The training arrays, resident on the device for the whole run."""
+class DeviceData(NamedTuple):
+    """The training arrays, resident on the device for the whole run (a NamedTuple: a JAX pytree as is)."""
     images: Any
     labels: Any | None = None
     probe_images: Any | None = None
@@ -91,11 +89,14 @@ class JaxTrainStep(TrainStep):
         return metrics
 
     def sync(self):
+        # Keras gets copies: the step donates its own buffers, and Keras's predict may donate the variables'.
+        import jax.numpy as jnp
+
         trainable_values, non_trainable_values, optimizer_values = self.state
         for variables, values in ((self.trainable, trainable_values), (self.non_trainable, non_trainable_values),
                                   (self.optimizer.variables, optimizer_values)):
             for variable, value in zip(variables, values):
-                variable.assign(value)
+                variable.assign(jnp.array(value, copy=True))
 
     def reload(self):
         """Take the Keras variables' values again (after a checkpoint was loaded into them)."""

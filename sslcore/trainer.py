@@ -129,11 +129,27 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self, *, resume: bool = False, stop: StopSignal | None = None, max_seconds: float | None = None) -> dict:
+        """Train to the configured epochs, or until ``stop`` is set or ``max_seconds`` nearly run out.
+
+        With a run folder and no ``stop`` given, the folder's stop request is the signal. Any failure is
+        written to the run's status with its message before it propagates.
+        """
+        try:
+            return self._fit(resume, stop, max_seconds)
+        except TrainingDiverged:
+            raise
+        except Exception as error:
+            self._status("failed", f"{type(error).__name__}: {error}")
+            raise
+
+    def _fit(self, resume, stop, max_seconds) -> dict:
         started = time.perf_counter()
         if self.model is None:
             self.prepare()
         config, run = self.config, self.run
         if run:
+            run.clear_stop()
+            stop = stop if stop is not None else run
             if resume:
                 checkpoint = run.latest_checkpoint()
                 if checkpoint is None:
@@ -251,6 +267,7 @@ class Trainer:
         position.step_in_epoch = 0
         position.epoch_sums = {}
         position.epoch_seconds = 0.0
+        self.last_epoch = row
         if self.run:
             self.run.append_rows("epochs", [row])
         for callback in self.callbacks:
@@ -288,8 +305,10 @@ class Trainer:
                                  keep=self.config.keep_checkpoints)
 
     def _finish(self, stopped_early: bool) -> dict:
-        epochs = self.run.epochs() if self.run else []
-        last = epochs[-1] if epochs else {}
+        last = getattr(self, "last_epoch", None)
+        if last is None and self.run:  # resumed with no epoch left to train: the figures are on disk
+            last = (self.run.epochs() or [None])[-1]
+        last = last or {}
         summary = {"state": "stopped" if stopped_early else "finished", "epochs_completed": self.position.epoch,
                    "global_step": self.position.global_step, "backend": keras.backend.backend(),
                    **{key: last.get(key) for key in ("loss", "contrastive_accuracy", "probe_accuracy", "knn_accuracy",

@@ -1,0 +1,546 @@
+"""Training runs as background jobs: one subprocess per run, a FIFO queue, and state read from the run folder.
+
+Why a subprocess (``python -m sslcore --backend B train ... --out RUNS/RUN_ID``) and not a thread in the app:
+the run may use another Keras backend than the app; a crash or an out-of-memory kill cannot take the app
+down; and the run folder stays the whole truth (status.json, steps.jsonl, metrics.jsonl, checkpoints), so
+a reloaded page, a second tab or a restarted server all see the same run. The manager only adds what the
+folder cannot know: which runs wait in the queue, and whether the process behind a "running" status is
+still alive (if not, the run was *interrupted* and resumes from its last checkpoint).
+
+Run folders live under ``$SSLCORE_RUNS`` (default ``./runs``); ``$SSLCORE_MAX_JOBS`` (default 1) runs may
+train at once, and further Start requests wait their turn, first in first out.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sslcore.backend import installed_backends
+from sslcore.config import TrainConfig
+from sslcore.runs import RunDir, list_runs, write_json_atomic
+
+RUNS_ENV, MAX_JOBS_ENV = "SSLCORE_RUNS", "SSLCORE_MAX_JOBS"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# States a caller sees. The run folder knows pending/running/finished/stopped/failed; the manager adds
+# queued (waiting for a slot), starting (process up, data and model not ready yet), stopping (asked to
+# stop, finishing its step) and interrupted (the folder says running but no process is behind it).
+LIVE_STATES = ("queued", "starting", "running", "stopping")
+RESUMABLE_STATES = ("stopped", "failed", "interrupted")
+FINAL_STATES = ("finished", "stopped", "failed", "interrupted")
+
+JOB_FILE, LOG_FILE = "job.json", "train.log"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get(RUNS_ENV) or "runs")
+
+
+def max_jobs_from_env(default: int = 1) -> int:
+    value = os.environ.get(MAX_JOBS_ENV)
+    try:
+        return max(1, int(value)) if value else default
+    except ValueError:
+        raise ValueError(f"{MAX_JOBS_ENV} must be a whole number of jobs; got {value!r}") from None
+
+
+# -------------------------------------------------------------------------------------------- settings
+
+
+def config_from_settings(settings: dict[str, Any] | TrainConfig) -> TrainConfig:
+    """A validated TrainConfig from a form or a JSON client.
+
+    Forms and JSON hand over 32.0 for 32 and "0.1" for 0.1; each value is converted to the type of its
+    default first, so the error a user sees is about the setting, not about a float where an int belongs.
+    """
+    if isinstance(settings, TrainConfig):
+        config = dataclasses.replace(settings)
+    else:
+        values = dict(settings or {})
+        defaults = TrainConfig()
+        for name, value in list(values.items()):
+            if hasattr(defaults, name):
+                values[name] = _like(getattr(defaults, name), value, name)
+        config = TrainConfig.from_dict(values)
+    method_defaults = {item["name"]: item["default"] for item in _method_fields(config.method)}
+    config.method_params = {name: _like(method_defaults.get(name), value, name)
+                            for name, value in (config.method_params or {}).items()}
+    config.validate()
+    check_source(config.data)
+    if config.data == "digits":  # cheap to count, so a too-large batch is refused before anything starts
+        config.validate(_digits_train_count(config.test_fraction, config.seed))
+    return config
+
+
+def _method_fields(method: str) -> list[dict]:
+    from sslcore.methods import method_class
+
+    return method_class(method).Params.describe()
+
+
+def _like(default, value, name: str):
+    """``value`` converted to the type of ``default`` (int, float or bool); anything else as it is."""
+    if value is None or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if isinstance(default, float):
+            return float(value)
+    except (TypeError, ValueError):
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ValueError(f"{name} must be {kind}; got {value!r}") from None
+    return value
+
+
+def check_source(source: str) -> None:
+    """Refuse a data source that cannot load here, before a process is started for it."""
+    from sslcore.data import describe_sources
+
+    kind, _, argument = source.partition(":")
+    if kind == "folder":
+        folder = Path(os.path.expanduser(argument))
+        if not argument or not folder.is_dir():
+            raise ValueError(f"Data folder {argument!r} does not exist (or is not a folder): check the path after 'folder:'")
+    elif kind == "tfds":
+        if source not in describe_sources():
+            raise ValueError(f"{source} is not prepared on this machine (no internet to download it): "
+                             f"prepare it with tensorflow-datasets first, or pick one of {', '.join(describe_sources())}")
+    elif source != "digits":
+        raise ValueError(f"Unknown data source {source!r}: use 'digits', 'folder:PATH' or 'tfds:NAME'")
+
+
+@functools.lru_cache(maxsize=8)
+def _digits_train_count(test_fraction: float, seed: int) -> int:
+    from sslcore.data import load
+
+    return len(load("digits", 8, test_fraction=test_fraction, seed=seed).train_images)
+
+
+def cli_arguments(config: TrainConfig) -> list[str]:
+    """``train`` flags that recreate ``config`` in the training process, checked by parsing them back."""
+    from sslcore import cli
+
+    defaults, arguments = TrainConfig(), []
+    for flag, name, _, _ in cli._CONFIG_FLAGS:
+        value = getattr(config, name)
+        if value is not None and value != getattr(defaults, name):
+            arguments += [flag, repr(value) if isinstance(value, float) else str(value)]
+    for name, value in (config.method_params or {}).items():
+        arguments += ["--param", f"{name}={value}"]
+    for name, value in (config.augment_params or {}).items():
+        arguments += ["--augment-param", f"{name}={json.dumps(value)}"]
+    if config.skip_bad_images:
+        arguments.append("--skip-bad-images")
+    if config.jit_compile != "auto":
+        arguments += ["--jit", "true" if config.jit_compile else "false"]
+    echoed = TrainConfig.from_dict(cli._config_values(cli.build_parser().parse_args(["train", *arguments, "--out", "-"])))
+    lost = [name for name in _comparable(config) if _comparable(config)[name] != _comparable(echoed)[name]]
+    if lost:
+        raise ValueError(f"These settings cannot be passed to the training command: {', '.join(lost)}")
+    return arguments
+
+
+def _comparable(config: TrainConfig) -> dict[str, Any]:
+    values = config.to_dict()
+    values["method_params"] = config.full_method_params().to_dict()
+    values["augment_params"] = config.full_augment().to_dict()
+    return values
+
+
+def new_run_id(root: Path, config: TrainConfig, now: datetime | None = None) -> str:
+    """Readable and unique: ``20261123-151200-simclr-digits`` (``-2``, ``-3`` ... if taken)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    data = re.sub(r"[^A-Za-z0-9]+", "-", config.data.split(":")[-1].rstrip("/").split("/")[-1]).strip("-") or "data"
+    base = f"{stamp}-{config.method}-{data}".replace("_", "-")
+    candidate, number = base, 1
+    while (root / candidate).exists():
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
+
+
+# -------------------------------------------------------------------------------------------- processes
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when ``pid`` is a live (not zombie) sslcore process; a reused pid of another program is not."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return True  # no /proc (macOS): the signal check is all there is
+    try:
+        if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        return b"sslcore" in proc.joinpath("cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+
+
+def _last_error_line(log_path: Path) -> str | None:
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith("error:"):
+            return line[len("error:"):].strip()
+    meaningful = [line for line in lines if line.strip() and not line.startswith(("W0000", "I0000", "E0000", "WARNING: All log"))]
+    return meaningful[-1].strip() if meaningful else None
+
+
+def explain_failure(message: str) -> str:
+    """The trainer's message plus what to do, for the failures a user can fix."""
+    lowered = message.lower()
+    if "resourceexhausted" in lowered or "out of memory" in lowered or "oom" in lowered.split():
+        return f"{message} — out of memory: lower the batch size or the image size, or pick a smaller encoder, then start again."
+    return message
+
+
+@dataclass
+class Job:
+    run_id: str
+    backend: str
+    resume: bool
+    arguments: list[str]
+    process: subprocess.Popen | None = None
+    adopted_pid: int | None = None   # a live run found on disk, started by an earlier app
+    stop_wanted: bool = False
+    queued_at: float = dataclasses.field(default_factory=time.time)
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return pid_alive(self.adopted_pid)
+
+
+class JobManager:
+    """Starts, queues, stops and resumes training processes; reports each run's state and history."""
+
+    def __init__(self, root: str | os.PathLike | None = None, max_jobs: int | None = None, *,
+                 python: str = sys.executable, poll_seconds: float = 0.5, start_thread: bool = True):
+        self.root = Path(root) if root is not None else runs_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_jobs = max_jobs if max_jobs is not None else max_jobs_from_env()
+        self.python = python
+        self.poll_seconds = poll_seconds
+        self._lock = threading.RLock()
+        self._queue: list[Job] = []
+        self._active: dict[str, Job] = {}
+        self._exits: dict[str, str] = {}   # run id -> how its process ended, when it ended badly
+        self._closed = threading.Event()
+        self._adopt_live_runs()
+        self._thread = None
+        if start_thread:
+            self._thread = threading.Thread(target=self._pump_forever, name="sslcore-jobs", daemon=True)
+            self._thread.start()
+
+    # -- paths ---------------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> RunDir:
+        """The folder of ``run_id``; ids are plain names, so a client cannot point outside the runs folder."""
+        if not isinstance(run_id, str) or not _RUN_ID.match(run_id or ""):
+            raise ValueError(f"{run_id!r} is not a run id (pick one from the run list)")
+        return RunDir(self.root / run_id)
+
+    def existing_run(self, run_id: str) -> RunDir:
+        run = self.run_dir(run_id)
+        if not run.exists():
+            raise ValueError(f"No run {run_id!r} in {self.root}: pick one from the run list")
+        return run
+
+    # -- actions -------------------------------------------------------------------------------------
+    def start(self, settings: dict[str, Any] | TrainConfig, backend: str | None = None) -> str:
+        """Validate ``settings``, create the run folder and queue the job; returns the run id."""
+        config = config_from_settings(settings)
+        backend = self._check_backend(backend)
+        arguments = cli_arguments(config)
+        with self._lock:
+            run_id = new_run_id(self.root, config)
+            run = self.run_dir(run_id)
+            run.create({**config.to_dict(), "backend": backend})
+            self._enqueue(Job(run_id, backend, resume=False, arguments=arguments))
+        return run_id
+
+    def resume(self, run_id: str, backend: str | None = None) -> str:
+        """Queue a stopped, failed or interrupted run again; it continues from its last checkpoint."""
+        run = self.existing_run(run_id)
+        with self._lock:
+            state = self.status(run_id)["state"]
+            if state not in RESUMABLE_STATES:
+                raise ValueError(f"Run {run_id} is {state}; only a stopped, failed or interrupted run can be resumed")
+            saved = run.config()
+            backend = self._check_backend(backend or saved.get("backend"))
+            if run.latest_checkpoint() is not None:
+                job = Job(run_id, backend, resume=True, arguments=["--resume"])
+            else:
+                # Never reached its first checkpoint: start it over from its saved settings.
+                saved.pop("backend", None)
+                config = config_from_settings(saved)
+                for path in (run.metrics_path, run.steps_path):
+                    path.unlink(missing_ok=True)
+                job = Job(run_id, backend, resume=False, arguments=cli_arguments(config))
+            self._exits.pop(run_id, None)
+            self._enqueue(job)
+        return run_id
+
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """Ask a run to stop after its current step (it saves a checkpoint); a queued run just leaves the queue."""
+        run = self.existing_run(run_id)
+        with self._lock:
+            queued = next((job for job in self._queue if job.run_id == run_id), None)
+            if queued is not None:
+                self._queue.remove(queued)
+                run.write_status("stopped", "removed from the queue before it started; Resume queues it again", pid=None)
+            elif run_id in self._active:
+                self._active[run_id].stop_wanted = True
+                run.request_stop()
+            elif self.status(run_id)["state"] in ("running", "starting"):
+                run.request_stop()   # a live run started by an earlier app
+        return self.status(run_id)
+
+    def shutdown(self, stop_running: bool = False, timeout: float = 30.0) -> None:
+        """Stop pumping the queue; with ``stop_running``, also stop the live runs and wait for them."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if not stop_running:
+            return
+        with self._lock:
+            self._queue.clear()
+            active = list(self._active.values())
+        for job in active:
+            self.run_dir(job.run_id).request_stop()
+        deadline = time.time() + timeout
+        for job in active:
+            while job.alive() and time.time() < deadline:
+                time.sleep(0.2)
+            if job.process is not None and job.alive():
+                job.process.kill()
+
+    # -- reading -------------------------------------------------------------------------------------
+    def status(self, run_id: str) -> dict[str, Any]:
+        """The run's state as a user should see it, with progress and, when queued, its place in line."""
+        run = self.existing_run(run_id)
+        with self._lock:
+            self._pump()
+            status = dict(run.status())
+            status.setdefault("message", "")
+            position = next((i for i, job in enumerate(self._queue, 1) if job.run_id == run_id), None)
+            job = self._active.get(run_id)
+            state = status.get("state", "pending")
+            if position is not None:
+                state = "queued"
+                running = len(self._active)
+                status["message"] = (f"waiting in the queue: number {position} of {len(self._queue)} "
+                                     f"({running} job{'s' if running != 1 else ''} training, {self.max_jobs} at a time)")
+            elif state in ("pending", "running"):
+                alive = job.alive() if job is not None else pid_alive(self._recorded_pid(run, status))
+                if not alive:
+                    state = "interrupted"
+                    status["message"] = self._exits.get(run_id) or (
+                        "the training process is gone (killed, out of memory, or the app restarted mid-run); "
+                        "Resume continues from the last checkpoint")
+                elif run.stop_path.exists() or (job is not None and job.stop_wanted):
+                    state, status["message"] = "stopping", "stopping after the current step (a checkpoint is saved)"
+                elif state == "pending":
+                    state, status["message"] = "starting", "starting: loading the data and building the model"
+            elif state == "failed":
+                status["message"] = explain_failure(status["message"])
+        status.update(run_id=run_id, state=state, queue_position=position, resumable=state in RESUMABLE_STATES,
+                      live=state in LIVE_STATES)
+        return status
+
+    def history(self, run_id: str) -> dict[str, list[dict]]:
+        """Every per-step and per-epoch row written so far."""
+        run = self.run_dir(run_id)
+        return {"steps": run.steps(), "epochs": run.epochs()}
+
+    def signature(self, run_id: str | None) -> tuple:
+        """Changes whenever the run's files do: lets a poller skip redrawing when nothing happened."""
+        if not run_id:
+            return ()
+        run = self.run_dir(run_id)
+        stamp = lambda path: (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
+        with self._lock:
+            position = next((i for i, job in enumerate(self._queue, 1) if job.run_id == run_id), None)
+            active = run_id in self._active
+        return (run_id, position, stamp(run.status_path), stamp(run.steps_path), stamp(run.metrics_path),
+                run.stop_path.exists(), active)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One summary row per run folder, newest first."""
+        rows = []
+        for run in list_runs(self.root):
+            try:
+                config = run.config()
+            except (ValueError, OSError):
+                continue
+            status = self.status(run.name)
+            last = (run.epochs() or [{}])[-1]
+            rows.append({"run_id": run.name, "method": config.get("method"), "encoder": config.get("encoder"),
+                         "data": config.get("data"), "backend": config.get("backend"), "state": status["state"],
+                         "epochs": f"{last.get('epoch', 0)}/{config.get('epochs')}",
+                         "knn_accuracy": last.get("knn_accuracy"), "probe_accuracy": last.get("probe_accuracy"),
+                         "images_per_second": last.get("images_per_second"),
+                         "has_encoder": run.encoder_path.exists(), "has_classifier": run.classifier_path.exists()})
+        return rows
+
+    def live_run(self) -> str | None:
+        """The run training now (or the first in line), for a page that has no run of its own yet."""
+        with self._lock:
+            self._pump()
+            if self._active:
+                return next(iter(self._active))
+            return self._queue[0].run_id if self._queue else None
+
+    def wait(self, run_id: str, states=FINAL_STATES, timeout: float = 300.0, poll: float = 0.25) -> dict[str, Any]:
+        """Block until the run reaches one of ``states`` (for scripts and tests)."""
+        deadline = time.time() + timeout
+        while True:
+            status = self.status(run_id)
+            if status["state"] in states:
+                return status
+            if time.time() > deadline:
+                raise TimeoutError(f"run {run_id} still {status['state']} after {timeout:.0f} s: {status.get('message')}")
+            time.sleep(poll)
+
+    # -- the queue -----------------------------------------------------------------------------------
+    def _check_backend(self, backend: str | None) -> str:
+        available = installed_backends()
+        if not backend:
+            from sslcore import BACKEND
+            return BACKEND if BACKEND in available else available[0]
+        if backend not in available:
+            raise ValueError(f"Backend {backend!r} is not installed here; choose one of {', '.join(available)}")
+        return backend
+
+    def _enqueue(self, job: Job) -> None:
+        run = self.run_dir(job.run_id)
+        run.clear_stop()
+        (run.path / JOB_FILE).unlink(missing_ok=True)
+        run.write_status("pending", "queued", pid=None)
+        self._queue.append(job)
+        self._pump()
+
+    def _pump_forever(self) -> None:
+        while not self._closed.wait(self.poll_seconds):
+            try:
+                with self._lock:
+                    self._pump()
+            except Exception as error:  # the pump must outlive any one bad run folder
+                print(f"sslcore.jobs: {type(error).__name__}: {error}", file=sys.stderr)
+
+    def _pump(self) -> None:
+        """Reap ended processes, keep stop requests alive, start queued jobs while slots are free."""
+        for run_id, job in list(self._active.items()):
+            if job.alive():
+                run = self.run_dir(run_id)
+                # The trainer clears stale stop files when it starts: a Stop pressed during start-up is re-sent.
+                if job.stop_wanted and not run.stop_path.exists() and run.status().get("state") in ("pending", "running"):
+                    run.request_stop()
+                continue
+            del self._active[run_id]
+            self._record_exit(job)
+        while self._queue and len(self._active) < self.max_jobs and not self._closed.is_set():
+            job = self._queue.pop(0)
+            self._launch(job)
+            self._active[job.run_id] = job
+
+    def _launch(self, job: Job) -> None:
+        run = self.run_dir(job.run_id)
+        command = [self.python, "-m", "sslcore", "--backend", job.backend, "train", *job.arguments,
+                   "--out", str(run.path), "--no-progress"]
+        environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+        with open(run.path / LOG_FILE, "ab") as log:
+            log.write(f"\n$ {' '.join(command)}\n".encode())
+            log.flush()
+            # A session of its own: Ctrl+C in the app's terminal does not kill the run (Stop does, cleanly).
+            job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           cwd=str(PROJECT_ROOT), env=environment, start_new_session=True)
+        write_json_atomic(run.path / JOB_FILE, {"pid": job.process.pid, "backend": job.backend, "resume": job.resume,
+                                                "command": command, "started": time.time()})
+
+    def _record_exit(self, job: Job) -> None:
+        """A process that ended without a final status: say how, so the page can say what to do."""
+        run = self.run_dir(job.run_id)
+        state = run.status().get("state")
+        if state not in ("pending", "running"):
+            return
+        code = job.process.returncode if job.process is not None else None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            self._exits[job.run_id] = (f"the training process was killed ({name}; out of memory?); "
+                                       "Resume continues from the last checkpoint")
+        elif code:
+            reason = _last_error_line(run.path / LOG_FILE) or f"the training command exited with code {code}"
+            run.write_status("failed", explain_failure(reason), pid=None)
+
+    def _recorded_pid(self, run: RunDir, status: dict) -> int | None:
+        if status.get("state") == "running" and status.get("pid"):
+            return status["pid"]
+        try:
+            return json.loads((run.path / JOB_FILE).read_text()).get("pid")
+        except (OSError, ValueError):
+            return None
+
+    def _adopt_live_runs(self) -> None:
+        """Runs still training from an earlier app keep their slot, so the queue does not overcommit."""
+        for run in list_runs(self.root):
+            status = run.status()
+            if status.get("state") in ("pending", "running"):
+                pid = self._recorded_pid(run, status)
+                if pid_alive(pid):
+                    self._active[run.name] = Job(run.name, "", resume=False, arguments=[], adopted_pid=pid)
+
+
+def describe(status: dict[str, Any]) -> str:
+    """One line of progress: ``running · step 120/550 · epoch 3/10 · 1,650 img/s · 1 min 05 s left``."""
+    parts = [status.get("state", "?")]
+    if status.get("total_steps"):
+        parts.append(f"step {status.get('step', 0)}/{status['total_steps']}")
+    if status.get("epochs"):
+        parts.append(f"epoch {status.get('epoch', 0)}/{status['epochs']}")
+    if status.get("state") in ("running", "stopping"):
+        if status.get("images_per_second"):
+            parts.append(f"{status['images_per_second']:,.0f} img/s")
+        if status.get("eta_seconds") is not None:
+            parts.append(f"{format_seconds(status['eta_seconds'])} left")
+    return " · ".join(parts)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
