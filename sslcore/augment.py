@@ -17,10 +17,11 @@ so the augmentation *defines* the invariances that are learned:
 Everything is written with ``keras.ops`` / ``keras.random`` only, with no gathers and no
 ``ImageProjectiveTransform``: TensorFlow has no XLA kernel for that op (it is why Keras's own RandomZoom /
 RandomTranslation / RandomCrop report ``supports_jit=False`` and turn XLA off for the whole model), and
-``keras.ops.image.affine_transform`` uses it on the TensorFlow backend. Crop + flip is an axis-aligned
-affine map, so it is *separable*: it is done as two small batched matrix products with bilinear
-interpolation matrices, which XLA compiles on every backend and which agrees with
-``affine_transform(..., interpolation="bilinear", fill_mode="nearest")`` to ~1e-5.
+``keras.ops.image.affine_transform`` uses it on the TensorFlow backend, so it cannot be used here either.
+Crop + flip is an axis-aligned affine map, hence *separable*: per image, ``rows @ image @ columns^T``
+with bilinear interpolation matrices, two batched matmuls that XLA compiles on every backend and that
+agree with ``affine_transform(..., interpolation="bilinear", fill_mode="nearest")`` to ~1e-5. The
+per-image Gaussian blur is the same kind of product, with banded blur matrices.
 
 Every random quantity is drawn once *per image* (shape ``(batch, ...)``), so views in one batch differ;
 stages that do nothing for a config are skipped at trace time, so the seeds' presets pay nothing for
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 from keras import ops
+
+__all__ = ["AugmentConfig", "PRESETS", "augment_config", "augment", "Augmenter"]
 
 # ITU-R BT.601 luma weights (what torchvision's rgb_to_grayscale uses).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -63,7 +66,8 @@ class AugmentConfig:
     ``color_jitter_prob``; grayscale with probability ``grayscale_prob``; Gaussian blur with probability
     ``blur_prob`` and sigma uniform in ``blur_sigma``, **in pixels of the image as it is fed in** (SimCLR
     draws sigma in [0.1, 2.0] at 224 px; the same sigma on a 32 px image blurs 7x more of the content,
-    which is why blur is usually off for CIFAR-sized images).
+    which is why blur is usually off for CIFAR-sized images). The kernel radius is ceil(3 * max sigma),
+    at most the image size - 1.
     """
 
     crop_scale: tuple[float, float] = (0.25, 1.0)
@@ -205,10 +209,9 @@ def sample_crop_boxes(batch_size, scale, ratio, flip, seed):
     """
     area = keras.random.uniform((batch_size,), scale[0], scale[1], seed=seed)
     if ratio[0] == ratio[1]:
-        log_ratio = ops.full((batch_size,), math.log(ratio[0]))
+        aspect = ratio[0]  # a constant: no draw
     else:
-        log_ratio = keras.random.uniform((batch_size,), math.log(ratio[0]), math.log(ratio[1]), seed=seed)
-    aspect = ops.exp(log_ratio)
+        aspect = ops.exp(keras.random.uniform((batch_size,), math.log(ratio[0]), math.log(ratio[1]), seed=seed))
     width = ops.minimum(ops.sqrt(area * aspect), 1.0)
     height = ops.minimum(ops.sqrt(area / aspect), 1.0)
     # The center is uniform over the positions that keep the whole crop inside the image.
@@ -257,7 +260,9 @@ def resample_axis_aligned(images, boxes):
     """Crop + resize (+ flip) every image to its box at the input size: two batched matmuls, XLA-friendly."""
     height, width = images.shape[1], images.shape[2]
     x_scale, x_offset, y_scale, y_offset = boxes_to_pixel_maps(boxes, height, width)
-    return apply_axis_matrices(images, bilinear_matrices(y_scale, y_offset, height), bilinear_matrices(x_scale, x_offset, width))
+    rows = bilinear_matrices(y_scale, y_offset, height)
+    columns = bilinear_matrices(x_scale, x_offset, width)
+    return apply_axis_matrices(images, rows, columns)
 
 
 def apply_axis_matrices(images, rows, columns):
@@ -305,11 +310,6 @@ def grayscale(images):
     return sum(images[..., channel : channel + 1] * weight for channel, weight in enumerate(LUMA_WEIGHTS))
 
 
-def blend(images, other, factors):
-    """torchvision's _blend: factor * image + (1 - factor) * other, clamped. factor 1 is exactly a no-op."""
-    return ops.clip(factors * images + (1.0 - factors) * other, 0.0, 1.0)
-
-
 def hue_rotation_matrices(shifts):
     """(B, 3, 3) row-vector matrices shifting hue by ``shifts`` turns (torchvision's hue_factor) in YIQ.
 
@@ -326,33 +326,69 @@ def hue_rotation_matrices(shifts):
     return identity_matrices(ops.shape(shifts)[0]) + (ops.cos(angles) - 1.0) * cos_part + ops.sin(angles) * sin_part
 
 
+def saturation_matrices(factors):
+    """(B, 3, 3): factor * pixel + (1 - factor) * luma(pixel), i.e. torchvision's saturation blend."""
+    towards_gray = np.outer(LUMA_WEIGHTS, np.ones(3)).astype("float32")  # pixel @ this = (luma, luma, luma)
+    factors = factors[:, None, None]
+    return factors * ops.eye(3, dtype="float32") + (1.0 - factors) * ops.convert_to_tensor(towards_gray)
+
+
 def jitter_factors(batch_size, strength: float, apply, seed):
-    """torchvision's factor U(max(0, 1-s), 1+s) per image, forced to 1 (no-op) where ``apply`` is False."""
+    """torchvision's factor U(max(0, 1-s), 1+s) per image, forced to exactly 1 where ``apply`` is False."""
     factors = keras.random.uniform((batch_size,), max(0.0, 1.0 - strength), 1.0 + strength, seed=seed)
-    return ops.where(apply, factors, 1.0)[:, None, None, None]
+    return ops.where(apply, factors, 1.0)
+
+
+def sample_jitter_factors(batch_size, strengths, prob: float, seed) -> dict:
+    """Per image (B,) factors for each active jitter, exact no-ops for the images RandomApply skips."""
+    names = ("brightness", "contrast", "saturation")
+    apply = keras.random.uniform((batch_size,), seed=seed) < prob
+    factors = {
+        name: jitter_factors(batch_size, strength, apply, seed) for name, strength in zip(names, strengths) if strength > 0
+    }
+    hue = strengths[3]
+    if hue > 0:
+        factors["hue"] = ops.where(apply, keras.random.uniform((batch_size,), -hue, hue, seed=seed), 0.0)
+    return factors
+
+
+def compose_color_jitter(mean_pixels, brightness=None, contrast=None, saturation=None, hue=None):
+    """(matrices (B, 3, 3), offsets (B, 1, 3)) with pixel @ M + offset == hue(sat(contrast(bright(pixel)))).
+
+    Brightness, saturation and hue are linear; contrast blends with the mean luma of the image *as
+    jittered so far*, which (luma being linear) is the current map applied to ``mean_pixels`` (B, 3).
+    """
+    matrices, offsets = identity_matrices(ops.shape(mean_pixels)[0]), ops.zeros_like(mean_pixels)[:, None, :]
+    if brightness is not None:
+        matrices, offsets = matrices * brightness[:, None, None], offsets * brightness[:, None, None]
+    if contrast is not None:
+        mean_luma = grayscale(ops.matmul(mean_pixels[:, None, :], matrices) + offsets)  # (B, 1, 1)
+        factors = contrast[:, None, None]
+        matrices, offsets = matrices * factors, offsets * factors + (1.0 - factors) * mean_luma
+    if saturation is not None:
+        matrices, offsets = followed_by(matrices, offsets, saturation_matrices(saturation))
+    if hue is not None:
+        matrices, offsets = followed_by(matrices, offsets, hue_rotation_matrices(hue))
+    return matrices, offsets
+
+
+def followed_by(matrices, offsets, linear_maps):
+    """The affine colour map (matrices, offsets) followed by a linear one: p @ M @ L + t @ L."""
+    return ops.matmul(matrices, linear_maps), ops.matmul(offsets, linear_maps)
 
 
 def color_jitter(images, strengths, prob: float, seed):
-    """torchvision ColorJitter wrapped in RandomApply(p=prob), per image.
+    """torchvision ColorJitter inside RandomApply(p=prob), per image, as *one* affine colour map.
 
-    Fixed order brightness -> contrast -> saturation -> hue (torchvision permutes it per call; the order
-    changes little, and a fixed one keeps the graph static). Images that skip the jitter get factors that
-    are exact no-ops, so the whole batch takes one code path with no per-image branching.
+    The four steps compose exactly into ``pixel @ M + offset`` per image, applied in one pass and clipped
+    once. torchvision clamps after each step; the two differ only where an intermediate step leaves
+    [0, 1] (e.g. highlights pushed past white by brightness, then pulled back by contrast). One pass
+    spares XLA a chain of channel-mixing steps it would otherwise re-compute: ~3x faster on CPU.
+    The order is fixed, brightness -> contrast -> saturation -> hue (torchvision shuffles it per call).
     """
-    brightness, contrast, saturation, hue = strengths
-    batch_size = ops.shape(images)[0]
-    apply = keras.random.uniform((batch_size,), seed=seed) < prob
-    if brightness > 0:
-        images = ops.clip(images * jitter_factors(batch_size, brightness, apply, seed), 0.0, 1.0)
-    if contrast > 0:
-        mean_luma = grayscale(ops.mean(images, axis=(1, 2), keepdims=True))  # mean of luma == luma of mean
-        images = blend(images, mean_luma, jitter_factors(batch_size, contrast, apply, seed))
-    if saturation > 0:
-        images = blend(images, grayscale(images), jitter_factors(batch_size, saturation, apply, seed))
-    if hue > 0:
-        shifts = ops.where(apply, keras.random.uniform((batch_size,), -hue, hue, seed=seed), 0.0)
-        images = ops.clip(apply_color_matrices(images, hue_rotation_matrices(shifts)), 0.0, 1.0)
-    return images
+    factors = sample_jitter_factors(ops.shape(images)[0], strengths, prob, seed)
+    matrices, offsets = compose_color_jitter(ops.mean(images, axis=(1, 2)), **factors)
+    return ops.clip(apply_color_matrices(images, matrices) + offsets[:, None], 0.0, 1.0)
 
 
 def random_grayscale(images, prob: float, seed):
@@ -386,7 +422,7 @@ def blur_matrices(weights, size: int):
     """(B, size, size) per-image convolution matrices along one axis, reflect boundaries included.
 
     A different kernel per image rules out depthwise convolution; as a matrix it is applied exactly like
-    the crop, by one batched matmul per axis.
+    the crop, by one batched matmul per axis (at 32 px this beat a sum of 2r+1 shifted copies on CPU).
     """
     radius = (weights.shape[1] - 1) // 2
     positions = np.arange(size)
@@ -455,7 +491,7 @@ class Augmenter(keras.layers.Layer):
     """
 
     def __init__(self, config: AugmentConfig | dict | str = "strong", seed: int | None = None, **kwargs):
-        kwargs.pop("dtype", None)
+        kwargs.pop("dtype", None)  # always float32, see above (from_config passes the saved policy back)
         super().__init__(dtype="float32", **kwargs)
         self.config = resolve_config(config)
         self.seed = seed

@@ -56,8 +56,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def full_method_params(self):
-        return method_params(self.method, self.method_params, self.batch_size)
+    def full_method_params(self, num_images: int | None = None):
+        return method_params(self.method, self.method_params, self.batch_size, num_images)
 
     def full_augment(self):
         config = augment_config(self.augment, **self.augment_params)
@@ -85,7 +85,7 @@ class TrainConfig:
         require(0 < self.test_fraction < 1, f"test_fraction must be between 0 and 1; got {self.test_fraction}")
         require(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k must be ≥ 1 and knn_temperature > 0")
         require(self.log_every_steps >= 1, "log_every_steps must be at least 1")
-        self.full_method_params()
+        self.full_method_params(num_images)
         self.full_augment()
         augment_config(self.probe_augment).validate()
         if num_images is not None:

@@ -29,6 +29,23 @@ def mlp_head(input_dim: int, hidden_dims: list[int] | tuple[int, ...], output_di
     return keras.Sequential(stack, name=name)
 
 
-def linear_probe(input_dim: int, num_classes: int) -> keras.Sequential:
-    """A single linear layer trained on stop-gradient encoder features: it measures, it never teaches."""
-    return keras.Sequential([keras.Input((input_dim,)), layers.Dense(num_classes, name="linear_probe_logits")], name="linear_probe")
+PROBE_LEARNING_RATE_MULTIPLIER = 10.0
+
+
+def linear_probe(input_dim: int, num_classes: int, learning_rate_multiplier: float = PROBE_LEARNING_RATE_MULTIPLIER) -> keras.Sequential:
+    """A linear classifier on stop-gradient encoder features: it measures, it never teaches.
+
+    It has to keep up with an encoder that changes under it, often in few steps (digits: 5 steps an
+    epoch), so it learns faster than the encoder:
+    * features are standardised first (batch norm without learnt scale or shift, so the probe stays
+      linear), as the offline protocol standardises them before logistic regression;
+    * its weights start at zero and its output is scaled by ``learning_rate_multiplier``: with Adam
+      (a fixed step per weight) that multiplies the probe's effective learning rate, with one optimizer
+      for the whole model on every backend.
+    """
+    return keras.Sequential([
+        keras.Input((input_dim,)),
+        layers.BatchNormalization(center=False, scale=False, name="linear_probe_standardize"),
+        layers.Dense(num_classes, kernel_initializer="zeros", name="linear_probe_logits"),
+        layers.Rescaling(learning_rate_multiplier, name="linear_probe_learning_rate_multiplier"),
+    ], name="linear_probe")

@@ -39,15 +39,18 @@ def nt_xent(z1, z2, temperature: float = 0.1):
     return _cross_entropy_at(logits, positive)
 
 
-def info_nce(query, key, queue, temperature: float = 0.2):
+def info_nce(query, key, queue, temperature: float = 0.2, queue_mask=None):
     """MoCo's InfoNCE (He et al. 2020): the positive logit q·k at index 0, negatives q·queue.
 
     All vectors are L2-normalised; ``key`` and ``queue`` carry no gradient by the caller's choice
-    (they come from the momentum encoder).
+    (they come from the momentum encoder). ``queue_mask`` (queue length, bool) leaves out slots that
+    hold no key yet.
     """
     query, key, queue = l2_normalize(query), l2_normalize(key), l2_normalize(queue)
     positive = ops.sum(query * key, axis=1, keepdims=True)
     negatives = ops.matmul(query, ops.transpose(queue))
+    if queue_mask is not None:
+        negatives = ops.where(ops.expand_dims(queue_mask, 0), negatives, -1e9)
     logits = ops.concatenate([positive, negatives], axis=1) / temperature
     return _cross_entropy_at(logits, ops.zeros((ops.shape(query)[0],), dtype="int32"))
 

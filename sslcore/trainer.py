@@ -97,7 +97,7 @@ class Trainer:
         self.steps_per_epoch = len(data.train_images) // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
         keras.utils.set_random_seed(config.seed)
-        self.model = SSLModel(method=config.method, method_params=config.full_method_params(), encoder=config.encoder,
+        self.model = SSLModel(method=config.method, method_params=config.full_method_params(len(data.train_images)), encoder=config.encoder,
                               image_size=config.image_size, encoder_width=config.encoder_width,
                               augment=config.full_augment(), probe_augment=config.probe_augment if data.probe_images is not None else None,
                               num_classes=data.num_classes, seed=config.seed, precision=config.precision)
@@ -286,8 +286,7 @@ class Trainer:
                                     k=config.knn_k, temperature=config.knn_temperature)
         probe = None
         if self.model.linear_probe is not None:
-            dense = self.model.linear_probe.layers[-1]
-            logits = test @ keras.ops.convert_to_numpy(dense.kernel).astype("float32") + keras.ops.convert_to_numpy(dense.bias)
+            logits = self.model.linear_probe.predict(test, batch_size=1024, verbose=0)
             probe = float(np.mean(np.argmax(logits, axis=1) == test_labels))
         return {"knn_accuracy": knn, "probe_accuracy": probe}
 

@@ -15,10 +15,11 @@ from sslcore.augment import (
     Augmenter,
     apply_color_matrices,
     augment_config,
+    blur_matrices,
     boxes_to_affine,
+    compose_color_jitter,
     grayscale,
     hue_rotation_matrices,
-    reflect_pad,
     resample_axis_aligned,
 )
 
@@ -248,11 +249,12 @@ def test_jax_jit_stateless_call_threads_the_seed_state():
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function(jit_compile=True) test")
-def test_tensorflow_xla_compiles_with_a_dynamic_batch():
+@pytest.mark.parametrize("config", [augment_config("strong"), augment_config("simclr", blur_prob=0.5)])
+def test_tensorflow_xla_compiles_with_a_dynamic_batch(config):
     # jit_compile=True fails loudly on ops without an XLA kernel (e.g. ImageProjectiveTransformV3).
     import tensorflow as tf
 
-    layer = Augmenter(augment_config("simclr", blur_prob=0.5), seed=0)
+    layer = Augmenter(config, seed=0)
 
     @tf.function(jit_compile=True, input_signature=[tf.TensorSpec((None, 16, 16, 3), tf.float32)])
     def view(batch):
@@ -356,8 +358,39 @@ def test_unknown_preset_and_option_name_the_valid_ones():
         AugmentConfig.from_dict({"zoom": 0.2})
 
 
-def test_reflect_pad_matches_numpy():
-    images = random_images(batch=2, size=6)
-    for axis in (1, 2):
-        expected = np.pad(images, [(3, 3) if a == axis else (0, 0) for a in range(4)], mode="reflect")
-        np.testing.assert_array_equal(as_numpy(reflect_pad(images, 3, axis)), expected)
+def test_blur_matrices_match_a_reflect_padded_convolution():
+    size, radius = 7, 3
+    kernel = np.array([[0.05, 0.1, 0.2, 0.3, 0.2, 0.1, 0.05]], "float32")
+    signal = np.random.default_rng(0).uniform(0, 1, size).astype("float32")
+    padded = np.pad(signal, radius, mode="reflect")  # torchvision's blur padding
+    expected = np.array([padded[i : i + 2 * radius + 1] @ kernel[0] for i in range(size)])
+    matrix = as_numpy(blur_matrices(kernel, size))[0]
+    np.testing.assert_allclose(matrix @ signal, expected, atol=1e-6)
+
+
+def sequential_color_jitter(pixels, brightness, contrast, saturation, hue):
+    """numpy reference, step by step as torchvision does it (no clamping needed for mid-tone inputs)."""
+    luma = lambda p: p @ np.array([0.299, 0.587, 0.114])
+    pixels = pixels * brightness
+    pixels = contrast * pixels + (1 - contrast) * luma(pixels).mean()
+    pixels = saturation * pixels + (1 - saturation) * luma(pixels)[..., None]
+    rgb_to_yiq = np.array([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]])
+    angle = -2 * np.pi * hue  # HSV hue runs from I towards -Q in YIQ
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    return pixels @ (np.linalg.inv(rgb_to_yiq) @ rotation @ rgb_to_yiq).T
+
+
+def test_composed_color_jitter_equals_the_steps_in_sequence():
+    images = random_images(batch=3, size=5, low=0.45, high=0.55)
+    factors = {
+        "brightness": np.array([0.9, 1.1, 1.0], "float32"),
+        "contrast": np.array([0.8, 1.2, 1.0], "float32"),
+        "saturation": np.array([1.3, 0.7, 1.0], "float32"),
+        "hue": np.array([0.05, -0.1, 0.0], "float32"),
+    }
+    matrices, offsets = compose_color_jitter(images.mean(axis=(1, 2)), **factors)
+    ours = as_numpy(apply_color_matrices(images, matrices) + offsets[:, None])
+    for b in range(3):
+        expected = sequential_color_jitter(images[b].astype("float64"), *(factors[name][b] for name in factors))
+        np.testing.assert_allclose(ours[b], expected, atol=1e-5)
+    np.testing.assert_allclose(ours[2], images[2], atol=1e-6)  # all factors neutral

@@ -49,6 +49,26 @@ def test_moco_queue_is_first_in_first_out():
     after = ops.convert_to_numpy(moco.queue)
     np.testing.assert_allclose(after[:128], keys, atol=1e-6)
     np.testing.assert_allclose(after[128:], before[:128], atol=1e-6)
+    assert float(ops.convert_to_numpy(moco.queue_filled)) == 128
+    moco.enqueue(keys)
+    moco.enqueue(keys)
+    assert float(ops.convert_to_numpy(moco.queue_filled)) == 256, "the fill count stops at the queue size"
+
+
+def test_empty_queue_slots_are_not_negatives():
+    from sslcore import losses
+
+    q = np.eye(4, dtype="float32")[:2]
+    queue = np.concatenate([np.eye(4, dtype="float32")[2:], np.tile(q[:1], (5, 1))])  # 5 slots that would be hard negatives
+    mask = np.array([True, True] + [False] * 5)
+    masked = float(losses.info_nce(q, q, queue, 0.1, queue_mask=mask))
+    assert masked == pytest.approx(float(losses.info_nce(q, q, queue[:2], 0.1)), abs=1e-6)
+
+
+def test_moco_queue_size_auto_fits_the_data():
+    assert method_params("moco", {}, batch_size=128, num_images=1438).queue_size == 719
+    assert method_params("moco", {}, batch_size=256, num_images=50000).queue_size == 4096
+    assert method_params("moco", {"queue_size": 1000}, batch_size=256, num_images=1438).queue_size == 1000
 
 
 def test_momentum_encoder_moves_towards_online_encoder():

@@ -19,9 +19,10 @@ def method_class(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def method_params(name: str, values: dict | None = None, batch_size: int | None = None) -> MethodParams:
-    """The method's hyperparameters with ``values`` applied over the defaults, validated."""
-    params = method_class(name).Params.from_dict(values)
+def method_params(name: str, values: dict | None = None, batch_size: int | None = None,
+                  num_images: int | None = None) -> MethodParams:
+    """The method's hyperparameters with ``values`` applied over the defaults, resolved for the data, validated."""
+    params = method_class(name).Params.from_dict(values).resolve(num_images)
     params.validate(batch_size)
     return params
 

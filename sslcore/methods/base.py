@@ -31,6 +31,10 @@ class MethodParams:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"{field.name} must not be negative; got {value}")
 
+    def resolve(self, num_images: int | None) -> "MethodParams":
+        """Settings whose default depends on the data set (e.g. MoCo's queue) are fixed here."""
+        return self
+
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "MethodParams":
         values = dict(values or {})

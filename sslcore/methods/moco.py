@@ -6,6 +6,7 @@ the negatives and the loss is symmetric over the two views.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import keras
@@ -16,16 +17,26 @@ from sslcore.methods.base import Method, MethodOutput, MethodParams, hyperparame
 from sslcore.methods.momentum import ema_update, momentum_copy
 
 
+AUTO_QUEUE_SIZE = 4096
+
+
 @dataclass
 class MoCoParams(MethodParams):
     temperature: float = hyperparameter(0.2, "InfoNCE temperature (MoCo v2: 0.2)")
     momentum: float = hyperparameter(0.99, "EMA momentum of the key encoder (0.99 for small data sets; 0.999 on ImageNet)")
-    queue_size: int = hyperparameter(4096, "negatives kept in the queue (v2); must be at least the batch size")
+    queue_size: int = hyperparameter(0, "negatives kept in the queue (v2); 0 = auto: 4096, at most half the "
+                                     "training images (a longer queue holds each image's own older keys as negatives)")
     version: str = hyperparameter("v2", "'v2': queue of past keys; 'v3': symmetric loss, in-batch negatives, no queue")
     projection_dim: int = hyperparameter(128, "output size of the projection head")
     hidden_dim: int = hyperparameter(512, "hidden size of the projection head")
     hidden_layers: int = hyperparameter(1, "hidden layers in the projection head")
     head_batch_norm: bool = hyperparameter(False, "batch norm inside the projection head only")
+
+    def resolve(self, num_images):
+        if self.queue_size == 0:
+            half = (num_images // 2) if num_images else AUTO_QUEUE_SIZE
+            return dataclasses.replace(self, queue_size=max(1, min(AUTO_QUEUE_SIZE, half)))
+        return self
 
     def validate(self, batch_size=None):
         super().validate(batch_size)
@@ -48,9 +59,13 @@ class MoCo(Method):
         self.momentum_encoder = momentum_copy(encoder, "momentum_encoder")
         self.momentum_head = momentum_copy(self.projection_head, "momentum_projection_head")
         if params.version == "v2":
-            queue = keras.random.normal((params.queue_size, params.projection_dim), seed=0)
-            self.queue = self.add_weight(shape=(params.queue_size, params.projection_dim), name="queue", trainable=False,
-                                         initializer=lambda shape, dtype=None: losses.l2_normalize(queue))
+            if params.queue_size == 0:
+                raise ValueError("MoCo's queue size must be resolved for the data set first (MoCoParams.resolve)")
+            self.queue = self.add_weight(shape=(params.queue_size, params.projection_dim), name="queue",
+                                         trainable=False, initializer="zeros")
+            # How many slots hold a real key: until the queue is full, empty slots are no negatives.
+            # (Random vectors there would let queries "win" by collapsing onto the keys' common direction.)
+            self.queue_filled = self.add_weight(shape=(), name="queue_filled", trainable=False, initializer="zeros")
 
     def keys(self, view, training):
         return ops.stop_gradient(self.momentum_head(self.momentum_encoder(view, training=training), training=training))
@@ -68,7 +83,8 @@ class MoCo(Method):
             key1 = self.keys(view1, training)
             loss = (losses.in_batch_info_nce(query1, key2, t) + losses.in_batch_info_nce(query2, key1, t)) / 2
         else:
-            loss = losses.info_nce(query1, key2, ops.stop_gradient(self.queue), t)
+            filled = ops.arange(self.params.queue_size, dtype="float32") < self.queue_filled
+            loss = losses.info_nce(query1, key2, ops.stop_gradient(self.queue), t, queue_mask=filled)
             self.enqueue(key2)
         return MethodOutput(loss, query1, key2, features1)
 
@@ -76,3 +92,4 @@ class MoCo(Method):
         """First in, first out: the newest keys go to the front, the oldest batch falls off the end."""
         batch = ops.shape(keys)[0]
         self.queue.assign(ops.concatenate([losses.l2_normalize(keys), self.queue[: self.params.queue_size - batch]], axis=0))
+        self.queue_filled.assign(ops.minimum(self.queue_filled + ops.cast(batch, "float32"), float(self.params.queue_size)))

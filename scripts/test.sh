@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command (README): installs what is missing, then runs the whole suite on
+# TensorFlow (the CPU default) and the backend-sensitive core tests again on JAX.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download needs the internet).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "chromium could not be installed: browser tests will be skipped"
+fi
+
+export PYTHONDONTWRITEBYTECODE=1
+echo "== all tests on TensorFlow"
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q "$@"
+echo "== core tests on JAX"
+KERAS_BACKEND=jax .venv/bin/python -m pytest -q -m core "$@"

@@ -1,0 +1,239 @@
+"""Look inside a finished run: its embedding space, nearest neighbours, kNN errors, and predictions on new images.
+
+A run folder holds ``encoder.keras`` (pixels 0–255 → features) and, for labelled data, ``classifier.keras``
+(→ class probabilities). The run's dataset is rebuilt from ``config.json`` with the same split and seed, so
+"test image #12" means the same picture the trainer evaluated on. Features are computed once per run and
+kept in memory (a few MB for digits or CIFAR-10), because every click on the Explore page reuses them.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from sslcore import evaluate
+from sslcore.data import DataError, Dataset, decode_image, load
+from sslcore.runs import RunDir
+
+# Caps that keep the page responsive on a laptop CPU: a bigger bank barely changes what neighbours look like.
+MAX_BANK_IMAGES = 10_000
+MAX_QUERY_IMAGES = 5_000
+MAX_TSNE_POINTS = 1_500
+CACHED_RUNS = 3
+
+
+@dataclass
+class RunEmbeddings:
+    """A finished run's encoder features for its (capped) training pool, the bank, and its test split, the queries."""
+    path: Path
+    config: dict
+    class_names: list[str]
+    bank_images: np.ndarray
+    bank_labels: np.ndarray | None
+    bank_features: np.ndarray
+    query_images: np.ndarray
+    query_labels: np.ndarray | None
+    query_features: np.ndarray
+    encoder: Any
+    memo: dict = field(default_factory=dict)   # t-SNE and kNN results, computed on first use
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.encoder.predict(images.astype("float32"), batch_size=256, verbose=0), dtype="float32")
+
+    def class_name(self, label) -> str:
+        if label is None:
+            return "unlabelled"
+        return self.class_names[int(label)] if int(label) < len(self.class_names) else str(label)
+
+
+_cache: "OrderedDict[tuple, RunEmbeddings]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def finished_run(path: str | os.PathLike) -> RunDir:
+    run = RunDir(path)
+    if not run.exists():
+        raise ValueError(f"{path} is not a run folder")
+    if not run.encoder_path.exists():
+        raise ValueError(f"Run {run.name} has no trained encoder yet (it has not finished): finish or resume it first")
+    return run
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(source: str, image_size: int, test_fraction: float, seed: int) -> Dataset:
+    return load(source, image_size, test_fraction=test_fraction, seed=seed)
+
+
+def run_dataset(config: dict) -> Dataset:
+    """The run's data with the run's own split, so indices match what the trainer evaluated."""
+    return _dataset(config["data"], int(config["image_size"]), float(config.get("test_fraction", 0.2)),
+                    int(config.get("seed", 0)))
+
+
+def load_run(path: str | os.PathLike) -> RunEmbeddings:
+    """Encoder features of a finished run, from memory when this encoder was embedded before."""
+    import keras
+
+    run = finished_run(path)
+    key = (str(run.path.resolve()), run.encoder_path.stat().st_mtime_ns)
+    with _cache_lock:  # one embedding pass per run, even when two tabs ask at once
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        config = run.config()
+        data = run_dataset(config)
+        encoder = keras.saving.load_model(run.encoder_path, compile=False)
+        rng = np.random.default_rng(0)
+        bank = _capped(len(data.train_images), MAX_BANK_IMAGES, rng)
+        has_test = data.test_images is not None
+        queries_from = data.test_images if has_test else data.train_images
+        query = _capped(len(queries_from), MAX_QUERY_IMAGES, rng)
+        embeddings = RunEmbeddings(
+            path=run.path, config=config, class_names=list(data.class_names), encoder=encoder,
+            bank_images=data.train_images[bank], bank_labels=None if data.train_labels is None else data.train_labels[bank],
+            bank_features=np.zeros(0), query_images=queries_from[query],
+            query_labels=(data.test_labels if has_test else data.train_labels),
+            query_features=np.zeros(0))
+        if embeddings.query_labels is not None:
+            embeddings.query_labels = embeddings.query_labels[query]
+        embeddings.bank_features = embeddings.embed(embeddings.bank_images)
+        embeddings.query_features = embeddings.embed(embeddings.query_images)
+        _cache[key] = embeddings
+        while len(_cache) > CACHED_RUNS:
+            _cache.popitem(last=False)
+        return embeddings
+
+
+def _capped(count: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.permutation(count)[:cap]) if count > cap else np.arange(count)
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def tsne_view(embeddings: RunEmbeddings, max_points: int = MAX_TSNE_POINTS, seed: int = 0) -> dict[str, Any]:
+    """2-D t-SNE of (up to ``max_points``) test images: points, labels, test indices and hover thumbnails."""
+    key = ("tsne", max_points, seed)
+    if key not in embeddings.memo:
+        chosen = _capped(len(embeddings.query_features), max_points, np.random.default_rng(seed))
+        points = evaluate.tsne(embeddings.query_features[chosen], seed=seed)
+        labels = None if embeddings.query_labels is None else embeddings.query_labels[chosen]
+        embeddings.memo[key] = {"points": points, "labels": labels, "indices": chosen,
+                                "thumbnails": [thumbnail_uri(embeddings.query_images[i]) for i in chosen]}
+    return embeddings.memo[key]
+
+
+def knn_report(embeddings: RunEmbeddings) -> dict[str, Any]:
+    """kNN top-1 accuracy of the test split against the training bank, and its confusion matrix."""
+    if embeddings.bank_labels is None or embeddings.query_labels is None:
+        raise ValueError("This run's data has no labels, so there is no kNN accuracy or confusion matrix to show")
+    if "knn" not in embeddings.memo:
+        num_classes = len(embeddings.class_names)
+        config = embeddings.config
+        scores = evaluate.knn_predict(embeddings.bank_features, embeddings.bank_labels, embeddings.query_features,
+                                      num_classes, k=int(config.get("knn_k", 200)),
+                                      temperature=float(config.get("knn_temperature", 0.1)))
+        predicted = np.argmax(scores, axis=1)
+        embeddings.memo["knn"] = {
+            "accuracy": float(np.mean(predicted == embeddings.query_labels)),
+            "matrix": evaluate.confusion_matrix(embeddings.query_labels, predicted, num_classes),
+            "class_names": embeddings.class_names, "images": int(len(predicted)),
+            "k": int(config.get("knn_k", 200))}
+    return embeddings.memo["knn"]
+
+
+def neighbors(embeddings: RunEmbeddings, *, index: int | None = None, image: np.ndarray | None = None,
+              k: int = 8) -> dict[str, Any]:
+    """The ``k`` training images most similar (cosine, encoder features) to a test image or to a new image."""
+    if image is not None:
+        query_image = np.asarray(image, dtype=np.uint8)
+        features, label, source = embeddings.embed(query_image[None]), None, "uploaded image"
+    else:
+        count = len(embeddings.query_images)
+        if index is None or not 0 <= int(index) < count:
+            raise ValueError(f"Pick a test image index between 0 and {count - 1}; got {index}")
+        index = int(index)
+        query_image, features = embeddings.query_images[index], embeddings.query_features[index: index + 1]
+        label = None if embeddings.query_labels is None else int(embeddings.query_labels[index])
+        source = f"test image #{index}"
+    found, similarities = evaluate.nearest_neighbors(embeddings.bank_features, features, int(k))
+    rows = []
+    for bank_index, similarity in zip(found[0], similarities[0]):
+        bank_label = None if embeddings.bank_labels is None else int(embeddings.bank_labels[bank_index])
+        rows.append({"index": int(bank_index), "similarity": float(similarity), "label": bank_label,
+                     "class_name": embeddings.class_name(bank_label), "image": embeddings.bank_images[bank_index]})
+    return {"query": {"image": query_image, "label": label, "class_name": embeddings.class_name(label) if label is not None
+                      else "unknown", "source": source}, "neighbors": rows}
+
+
+# ---------------------------------------------------------------------------------------------- classify
+
+
+@functools.lru_cache(maxsize=CACHED_RUNS)
+def _classifier(path: str, mtime_ns: int):
+    import keras
+
+    return keras.saving.load_model(path, compile=False)
+
+
+def classify_files(path: str | os.PathLike, files: Sequence[str | os.PathLike], top_k: int = 3,
+                   names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Top classes of each image file with the run's classifier; a file that is not an image gets its own error.
+
+    ``names`` are the names to report (an upload's original file name); by default the file's base name.
+    """
+    run = RunDir(path)
+    if not run.exists():
+        raise ValueError(f"{path} is not a run folder")
+    if not run.classifier_path.exists():
+        reason = ("it has not finished" if not run.encoder_path.exists()
+                  else "its data had no labels, so no classifier was trained")
+        raise ValueError(f"Run {run.name} has no classifier ({reason}); pick a finished run trained on labelled data")
+    if not files:
+        raise ValueError("No images given: upload one or more image files")
+    config = run.config()
+    size = int(config["image_size"])
+    class_names = run_dataset(config).class_names
+    model = _classifier(str(run.classifier_path), run.classifier_path.stat().st_mtime_ns)
+    results, decoded = [], []
+    for position, file in enumerate(files):
+        name = names[position] if names else os.path.basename(os.fspath(file))
+        try:
+            decoded.append((len(results), decode_image(file, size, name=name)))
+            results.append({"file": name, "predictions": [], "error": None})
+        except DataError as error:
+            results.append({"file": name, "predictions": [], "error": str(error)})
+    if decoded:
+        batch = np.stack([image for _, image in decoded]).astype("float32")
+        probabilities = np.asarray(model.predict(batch, batch_size=64, verbose=0), dtype="float64")
+        for (position, image), scores in zip(decoded, probabilities):
+            top = np.argsort(scores)[::-1][: max(1, int(top_k))]
+            results[position]["predictions"] = [
+                {"class": class_names[i] if i < len(class_names) else str(i), "probability": float(scores[i])} for i in top]
+            results[position]["image"] = image
+    return results
+
+
+def decode_upload(file: str | os.PathLike, image_size: int, name: str | None = None) -> np.ndarray:
+    """An uploaded file as a uint8 image at the run's size (DataError naming the file when it is not an image)."""
+    return decode_image(file, image_size, name=name or os.path.basename(os.fspath(file)))
+
+
+def thumbnail_uri(image: np.ndarray, size: int = 32) -> str:
+    """A small PNG as a data URI: small enough to ship one per t-SNE point for the hover preview."""
+    pixels = np.asarray(image, dtype=np.uint8)
+    gray = pixels.ndim == 3 and bool(np.all(pixels == pixels[..., :1]))
+    picture = Image.fromarray(pixels[..., 0] if gray else pixels)  # one channel is a third of the bytes
+    picture.thumbnail((size, size))  # only ever shrinks; the page scales small images up, pixelated
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -1,0 +1,125 @@
+"""Look at augmentations before training with them: a grid of originals next to random views.
+
+The views come from ``sslcore.augment.Augmenter`` itself, the layer the trainer uses, so what the preview
+shows is what the encoder will see. ``augment_controls()`` flattens ``AugmentConfig`` into one number or
+switch per control (a ``(min, max)`` pair becomes two sliders), so a page can build its sliders from the
+dataclass instead of repeating its fields.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import numpy as np
+
+from sslcore.augment import PRESETS, AugmentConfig, Augmenter
+
+# Names for the parts of tuple-valued fields; a pair is (min, max) unless named here.
+_PART_NAMES = {"color_jitter": ("brightness", "contrast", "saturation", "hue")}
+
+# Slider ranges: wide enough for every preset and for the published recipes, narrow enough to aim with.
+_RANGES = {
+    "crop_scale": (0.02, 1.0, 0.01), "crop_ratio": (0.25, 4.0, 0.05), "brightness": (0.0, 1.5, 0.05),
+    "jitter": (0.0, 1.0, 0.05), "color_jitter": (0.0, 1.0, 0.05), "color_jitter_hue": (0.0, 0.5, 0.01),
+    "color_jitter_prob": (0.0, 1.0, 0.05), "grayscale_prob": (0.0, 1.0, 0.05), "blur_prob": (0.0, 1.0, 0.05),
+    "blur_sigma": (0.1, 5.0, 0.1),
+}
+
+
+def augment_controls(preset: str = "strong") -> list[dict[str, Any]]:
+    """One control per number or switch of AugmentConfig: name, label, kind, range and the preset's value."""
+    config = PRESETS[preset]
+    controls = []
+    for field in dataclasses.fields(AugmentConfig):
+        value = getattr(config, field.name)
+        if isinstance(value, bool):
+            controls.append({"name": field.name, "label": field.name.replace("_", " "), "kind": "bool", "value": value})
+            continue
+        parts = _PART_NAMES.get(field.name, ("min", "max")) if isinstance(value, tuple) else (None,)
+        for index, part in enumerate(parts):
+            name = f"{field.name}_{part}" if part else field.name
+            low, high, step = _RANGES.get(name, _RANGES.get(field.name, (0.0, 1.0, 0.05)))
+            current = value[index] if part else value
+            controls.append({"name": name, "label": name.replace("_", " "), "kind": "float", "minimum": low,
+                             "maximum": max(high, current), "step": step, "value": current})
+    return controls
+
+
+def control_values(preset: str) -> dict[str, Any]:
+    return {control["name"]: control["value"] for control in augment_controls(preset)}
+
+
+def config_from_controls(values: dict[str, Any]) -> AugmentConfig:
+    """The AugmentConfig that a set of control values describes (ValueError naming the field if it cannot)."""
+    fields = {}
+    for field in dataclasses.fields(AugmentConfig):
+        default = getattr(PRESETS["strong"], field.name)
+        if isinstance(default, tuple):
+            parts = _PART_NAMES.get(field.name, ("min", "max"))
+            fields[field.name] = tuple(float(values.get(f"{field.name}_{part}", default[i])) for i, part in enumerate(parts))
+        elif isinstance(default, bool):
+            fields[field.name] = bool(values.get(field.name, default))
+        else:
+            fields[field.name] = float(values.get(field.name, default))
+    for name in ("crop_scale", "crop_ratio", "blur_sigma"):
+        low, high = fields[name]
+        if low > high:
+            raise ValueError(f"{name.replace('_', ' ')}: the min ({low:g}) is above the max ({high:g}); move one of the two")
+    return AugmentConfig(**fields)
+
+
+def views(images_uint8: np.ndarray, config: AugmentConfig | str, draws: int, seed: int = 0) -> np.ndarray:
+    """``draws`` random views of each image, uint8 (draws, N, H, W, 3). One Augmenter call for all of them."""
+    images = np.asarray(images_uint8)
+    batch = np.tile(images.astype("float32") / 255.0, (draws, 1, 1, 1))
+    augmented = Augmenter(config, seed=seed)(batch, training=True)
+    import keras
+
+    pixels = np.asarray(keras.ops.convert_to_numpy(augmented)) * 255.0
+    return np.rint(np.clip(pixels, 0, 255)).astype(np.uint8).reshape((draws,) + images.shape)
+
+
+def preview_augmentations(images_uint8: np.ndarray, config: AugmentConfig | str, draws: int = 4, seed: int = 0,
+                          cell: int = 96, padding: int = 4) -> np.ndarray:
+    """A uint8 grid: one row per image, the original first, then ``draws`` random views of it."""
+    images = np.asarray(images_uint8)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images (N, H, W, 3); got shape {images.shape}")
+    drawn = views(images, config, draws, seed)
+    columns = [images] + list(drawn)
+    return tile([[column[row] for column in columns] for row in range(len(images))], cell, padding)
+
+
+def tile(rows: list[list[np.ndarray]], cell: int = 96, padding: int = 4, background: int = 255) -> np.ndarray:
+    """Images laid out in a grid, each scaled to ``cell`` px with nearest-neighbour (pixels stay visible)."""
+    height = len(rows) * (cell + padding) + padding
+    width = max(len(row) for row in rows) * (cell + padding) + padding
+    canvas = np.full((height, width, 3), background, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            top, left = padding + r * (cell + padding), padding + c * (cell + padding)
+            canvas[top: top + cell, left: left + cell] = enlarge(image, cell)
+    return canvas
+
+
+def enlarge(image: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize: small images (8 px digits) stay crisp instead of blurring."""
+    rows = np.arange(size) * image.shape[0] // size
+    cols = np.arange(size) * image.shape[1] // size
+    return image[rows][:, cols]
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset_images(source: str, image_size: int) -> np.ndarray:
+    from sslcore.data import load
+
+    data = load(source, image_size)
+    return data.train_images
+
+
+def sample_images(source: str, image_size: int, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` images of a data source, picked at random (the same ones for the same seed)."""
+    images = _dataset_images(source, image_size)
+    picked = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)
+    return images[np.sort(picked)]

@@ -1,0 +1,168 @@
+"""The job manager without any UI: real training subprocesses on digits, kept tiny (about 2 minutes in all)."""
+import os
+import signal
+import time
+from datetime import datetime
+
+import pytest
+
+import sslcore  # noqa: F401  (chooses the Keras backend before keras is imported)
+from sslcore.config import TrainConfig
+from sslcore.jobs import JobManager, cli_arguments, config_from_settings, describe, new_run_id
+
+TINY = {"epochs": 2, "batch_size": 128, "image_size": 32}
+
+
+@pytest.fixture
+def manager(tmp_path):
+    jobs = JobManager(tmp_path / "runs", max_jobs=1, poll_seconds=0.2)
+    yield jobs
+    jobs.shutdown(stop_running=True)
+
+
+def wait_for(predicate, timeout=120.0, every=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not met in time")
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": 5000}, "batch_size 5000 is larger than the"),
+    ({"data": "folder:/no/such/folder"}, "does not exist"),
+    ({"data": "tfds:not_a_dataset"}, "not prepared"),
+    ({"encoder": "vgg"}, "Unknown encoder"),
+    ({"method_params": {"temprature": 0.1}}, "Unknown setting(s) temprature"),
+    ({"method_params": {"temperature": -1}}, "temperature"),
+    ({"image_size": "big"}, "image_size must be a whole number"),
+])
+def test_bad_settings_are_rejected_before_anything_starts(manager, settings, words):
+    with pytest.raises(ValueError) as error:
+        manager.start({**TINY, **settings})
+    assert words in str(error.value)
+    assert not any(manager.root.iterdir()), "a rejected start must not create a run folder"
+
+
+def test_unknown_backend_is_rejected(manager):
+    with pytest.raises(ValueError, match="not installed"):
+        manager.start(TINY, backend="mxnet")
+
+
+def test_form_values_are_typed_like_the_defaults():
+    config = config_from_settings({"image_size": 32.0, "epochs": "3", "learning_rate": "0.01", "method": "moco",
+                                   "method_params": {"queue_size": 512.0, "head_batch_norm": "true", "version": "v3"}})
+    assert config.image_size == 32 and isinstance(config.image_size, int)
+    assert config.epochs == 3 and config.learning_rate == 0.01
+    assert config.method_params == {"queue_size": 512, "head_batch_norm": True, "version": "v3"}
+
+
+def test_cli_flags_recreate_the_config():
+    config = config_from_settings({"method": "moco", "method_params": {"temperature": 0.3, "version": "v3"},
+                                   "epochs": 3, "learning_rate": 3e-4, "augment": "simclr",
+                                   "augment_params": {"blur_prob": 0.5, "crop_scale": [0.2, 1.0]},
+                                   "precision": "bf16", "log_every_steps": 2, "jit_compile": False})
+    arguments = cli_arguments(config)
+    assert "--param" in arguments and "--augment-param" in arguments and "--jit" in arguments
+
+
+def test_settings_the_cli_cannot_carry_are_refused():
+    with pytest.raises(ValueError, match="knn_bank_size"):
+        cli_arguments(TrainConfig(knn_bank_size=5))
+
+
+def test_run_ids_are_readable_and_unique(tmp_path):
+    config, now = TrainConfig(method="barlow_twins", data="folder:/data/My Photos/"), datetime(2026, 11, 23, 15, 12)
+    first = new_run_id(tmp_path, config, now)
+    assert first == "20261123-151200-barlow-twins-My-Photos"
+    (tmp_path / first).mkdir()
+    assert new_run_id(tmp_path, config, now) == first + "-2"
+
+
+def test_describe_reads_like_a_progress_line():
+    line = describe({"state": "running", "step": 12, "total_steps": 55, "epoch": 2, "epochs": 5,
+                     "images_per_second": 1650.4, "eta_seconds": 65})
+    assert line == "running · step 12/55 · epoch 2/5 · 1,650 img/s · 1 min 05 s left"
+
+
+# ---------------------------------------------------------------------------------------------- real runs
+
+
+def test_runs_queue_in_order_and_finish_with_their_history(manager):
+    first = manager.start(TINY)
+    second = manager.start({**TINY, "epochs": 1, "method": "barlow_twins"})
+    queued = manager.status(second)
+    assert queued["state"] == "queued" and queued["queue_position"] == 1
+    assert "number 1" in queued["message"]
+    assert manager.status(first)["state"] in ("starting", "running")
+
+    done = manager.wait(first, timeout=180)
+    assert done["state"] == "finished", done["message"]
+    history = manager.history(first)
+    assert [row["step"] for row in history["steps"]] == list(range(1, done["total_steps"] + 1))
+    assert [row["epoch"] for row in history["epochs"]] == [1, 2]
+    assert history["epochs"][-1]["knn_accuracy"] > 0.3
+    assert manager.existing_run(first).encoder_path.exists()
+
+    assert manager.wait(second, timeout=180)["state"] == "finished"
+    listed = {row["run_id"]: row for row in manager.runs()}
+    assert listed[first]["epochs"] == "2/2" and listed[first]["has_classifier"]
+
+
+def test_stop_ends_within_a_step_and_resume_continues(manager):
+    run_id = manager.start({**TINY, "epochs": 6})
+    run = manager.existing_run(run_id)
+    wait_for(lambda: len(run.steps()) >= 1, timeout=120, every=0.05)
+    assert manager.stop(run_id)["state"] == "stopping"
+    stopped = manager.wait(run_id, timeout=60)
+    assert stopped["state"] == "stopped" and stopped["resumable"]
+    steps_at_stop = stopped["step"]
+    assert steps_at_stop < stopped["total_steps"]
+    assert run.latest_checkpoint() is not None
+
+    manager.resume(run_id)
+    done = manager.wait(run_id, timeout=180)
+    assert done["state"] == "finished", done["message"]
+    steps = [row["step"] for row in manager.history(run_id)["steps"]]
+    assert steps == list(range(1, done["total_steps"] + 1)), "a resumed run counts every step exactly once"
+    assert len(manager.history(run_id)["epochs"]) == 6
+
+
+def test_stop_removes_a_queued_run(manager):
+    first = manager.start({**TINY, "epochs": 1})
+    second = manager.start(TINY)
+    assert manager.stop(second)["state"] == "stopped"
+    assert manager.status(second)["queue_position"] is None
+    manager.stop(first)
+    assert manager.wait(first, timeout=120)["state"] in ("stopped", "finished")
+
+
+def test_a_killed_process_shows_as_interrupted_and_resumes(manager):
+    run_id = manager.start({**TINY, "epochs": 4})
+    run = manager.existing_run(run_id)
+    wait_for(lambda: run.latest_checkpoint() is not None and run.status().get("state") == "running", timeout=150)
+    os.kill(run.status()["pid"], signal.SIGKILL)
+    interrupted = manager.wait(run_id, states=("interrupted",), timeout=30)
+    assert interrupted["resumable"] and "killed" in interrupted["message"]
+
+    # A restarted app has no process handle, only the folder: it must come to the same conclusion.
+    fresh = JobManager(manager.root, max_jobs=1, start_thread=False)
+    assert fresh.status(run_id)["state"] == "interrupted"
+
+    manager.resume(run_id)
+    done = manager.wait(run_id, timeout=180)
+    assert done["state"] == "finished", done["message"]
+    assert len(manager.history(run_id)["epochs"]) == 4
+
+
+def test_a_diverging_run_fails_with_a_message_that_says_what_to_do(manager):
+    run_id = manager.start({**TINY, "epochs": 1, "method_params": {"temperature": 1e-45}})
+    failed = manager.wait(run_id, timeout=120)
+    assert failed["state"] == "failed"
+    assert "loss=nan" in failed["message"] and "temperature" in failed["message"]
