@@ -1,0 +1,65 @@
+"""``train``: pretrain an encoder into a run folder, with a live progress bar; ``--resume`` continues it."""
+from __future__ import annotations
+
+import sys
+
+from sslcore.commands.options import add_config_flags, config_values
+
+
+def add_arguments(parser) -> None:
+    add_config_flags(parser)
+    parser.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--max-seconds", type=float, help="stop cleanly (with a checkpoint) before this many seconds")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> dict:
+    from sslcore.config import TrainConfig
+    from sslcore.runs import RunDir
+    from sslcore.trainer import Trainer
+
+    given = config_values(args)
+    run_dir = RunDir(args.out)
+    if args.resume:
+        if not run_dir.exists():
+            raise ValueError(f"--resume: {args.out} is not a run folder (no config.json); start it without --resume")
+        saved = run_dir.config()
+        saved.pop("backend", None)
+        config = TrainConfig.from_dict(saved)
+        differing = {k: (v, getattr(config, k)) for k, v in given.items() if getattr(config, k) != v}
+        if differing:
+            detail = ", ".join(f"{k}={v[0]!r} (run has {v[1]!r})" for k, v in differing.items())
+            raise ValueError(f"--resume continues a run with its own settings; these differ: {detail}")
+    else:
+        if run_dir.exists() and run_dir.epochs():
+            raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
+        config = TrainConfig.from_dict(given)
+    callbacks = [] if args.no_progress else [ProgressBar()]
+    return Trainer(config, args.out, callbacks=callbacks).fit(resume=args.resume, max_seconds=args.max_seconds)
+
+
+class ProgressBar:
+    """tqdm bar on stderr with live loss / accuracy; one line per epoch; stdout stays for the JSON summary."""
+
+    def on_train_begin(self, info):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=info["total_steps"], initial=info["start_step"], unit="step", file=sys.stderr,
+                        dynamic_ncols=True, desc=f"training on {info['backend']}")
+
+    def on_step_end(self, row):
+        self.bar.update(row["step"] - self.bar.n)
+        shown = {"loss": row["loss"], "acc": row["contrastive_accuracy"], "img/s": row["images_per_second"]}
+        if "train_probe_accuracy" in row:
+            shown["probe"] = row["train_probe_accuracy"]
+        self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+
+    def on_epoch_end(self, row):
+        fmt = lambda v: "—" if v is None else f"{v:.3f}"
+        self.bar.write(f"epoch {row['epoch']}: loss {row['loss']:.4f}  contrastive acc {fmt(row['contrastive_accuracy'])}  "
+                       f"probe acc {fmt(row.get('probe_accuracy'))}  kNN acc {fmt(row.get('knn_accuracy'))}  "
+                       f"{row['images_per_second']:.0f} img/s", file=sys.stderr)
+
+    def on_train_end(self, summary):
+        self.bar.close()
