@@ -38,6 +38,7 @@ class TrainConfig:
     precision: str = "fp32"
     seed: int = 0
     jit_compile: Any = "auto"
+    devices: int = 1
     knn_k: int = 200
     knn_temperature: float = 0.1
     knn_bank_size: int = 10000
@@ -85,6 +86,7 @@ class TrainConfig:
         require(0 < self.test_fraction < 1, f"test_fraction must be between 0 and 1; got {self.test_fraction}")
         require(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k must be ≥ 1 and knn_temperature > 0")
         require(self.log_every_steps >= 1, "log_every_steps must be at least 1")
+        require(self.devices >= 0, f"devices must be ≥ 0 (0 = all visible); got {self.devices}")
         self.full_method_params(num_images)
         self.full_augment()
         augment_config(self.probe_augment).validate()

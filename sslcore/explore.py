@@ -91,20 +91,18 @@ def load_run(path: str | os.PathLike) -> RunEmbeddings:
             return _cache[key]
         config = run.config()
         data = run_dataset(config)
-        encoder = keras.saving.load_model(run.encoder_path, compile=False)
         rng = np.random.default_rng(0)
-        bank = _capped(len(data.train_images), MAX_BANK_IMAGES, rng)
+        # The bank is the labelled pool when there is one (STL-10's unlabelled images carry no class to show).
+        labelled = data.labelled_images is not None
+        bank_images, bank_labels = _capped(data.labelled_images if labelled else data.train_images,
+                                           data.labelled_labels if labelled else None, MAX_BANK_IMAGES, rng)
         has_test = data.test_images is not None
-        queries_from = data.test_images if has_test else data.train_images
-        query = _capped(len(queries_from), MAX_QUERY_IMAGES, rng)
-        embeddings = RunEmbeddings(
-            path=run.path, config=config, class_names=list(data.class_names), encoder=encoder,
-            bank_images=data.train_images[bank], bank_labels=None if data.train_labels is None else data.train_labels[bank],
-            bank_features=np.zeros(0), query_images=queries_from[query],
-            query_labels=(data.test_labels if has_test else data.train_labels),
-            query_features=np.zeros(0))
-        if embeddings.query_labels is not None:
-            embeddings.query_labels = embeddings.query_labels[query]
+        query_images, query_labels = _capped(data.test_images if has_test else data.train_images,
+                                             data.test_labels if has_test else data.train_labels, MAX_QUERY_IMAGES, rng)
+        embeddings = RunEmbeddings(path=run.path, config=config, class_names=list(data.class_names),
+                                   encoder=keras.saving.load_model(run.encoder_path, compile=False),
+                                   bank_images=bank_images, bank_labels=bank_labels, bank_features=np.zeros(0),
+                                   query_images=query_images, query_labels=query_labels, query_features=np.zeros(0))
         embeddings.bank_features = embeddings.embed(embeddings.bank_images)
         embeddings.query_features = embeddings.embed(embeddings.query_images)
         _cache[key] = embeddings
@@ -113,8 +111,14 @@ def load_run(path: str | os.PathLike) -> RunEmbeddings:
         return embeddings
 
 
-def _capped(count: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+def _capped_indices(count: int, cap: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.permutation(count)[:cap]) if count > cap else np.arange(count)
+
+
+def _capped(images: np.ndarray, labels: np.ndarray | None, cap: int, rng: np.random.Generator):
+    """At most ``cap`` images (a random subset, in dataset order) with their labels."""
+    keep = _capped_indices(len(images), cap, rng)
+    return images[keep], None if labels is None else labels[keep]
 
 
 # ---------------------------------------------------------------------------------------------- views
@@ -124,7 +128,7 @@ def tsne_view(embeddings: RunEmbeddings, max_points: int = MAX_TSNE_POINTS, seed
     """2-D t-SNE of (up to ``max_points``) test images: points, labels, test indices and hover thumbnails."""
     key = ("tsne", max_points, seed)
     if key not in embeddings.memo:
-        chosen = _capped(len(embeddings.query_features), max_points, np.random.default_rng(seed))
+        chosen = _capped_indices(len(embeddings.query_features), max_points, np.random.default_rng(seed))
         points = evaluate.tsne(embeddings.query_features[chosen], seed=seed)
         labels = None if embeddings.query_labels is None else embeddings.query_labels[chosen]
         embeddings.memo[key] = {"points": points, "labels": labels, "indices": chosen,

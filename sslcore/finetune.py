@@ -14,7 +14,6 @@ import time
 from typing import Callable
 
 import keras
-import numpy as np
 
 from sslcore.augment import Augmenter
 from sslcore.encoders import build_encoder

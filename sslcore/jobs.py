@@ -12,6 +12,7 @@ train at once, and further Start requests wait their turn, first in first out.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -135,35 +136,53 @@ def _digits_train_count(test_fraction: float, seed: int) -> int:
     return len(load("digits", 8, test_fraction=test_fraction, seed=seed).train_images)
 
 
-def cli_arguments(config: TrainConfig) -> list[str]:
-    """``train`` flags that recreate ``config`` in the training process, checked by parsing them back."""
-    from sslcore import cli
+# TrainConfig fields whose CLI option has another name, and how their values are spelled there.
+_OPTION_FOR_FIELD = {"jit_compile": "jit"}
+_SPELLING = {"jit_compile": lambda value: {"auto": "auto", True: "true", False: "false"}[value]}
 
-    defaults, arguments = TrainConfig(), []
-    for flag, name, _, _ in cli._CONFIG_FLAGS:
-        value = getattr(config, name)
-        if value is not None and value != getattr(defaults, name):
-            arguments += [flag, repr(value) if isinstance(value, float) else str(value)]
+
+def _train_options() -> tuple[argparse.ArgumentParser, dict[str, argparse.Action]]:
+    """The ``train`` command's parser and its options by destination, read off the CLI's own parser so the
+    flags stay right whichever module declares them."""
+    from sslcore.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return parser, {action.dest: action for action in commands.choices["train"]._actions if action.option_strings}
+
+
+def cli_arguments(config: TrainConfig) -> list[str]:
+    """``train`` flags that recreate ``config`` in the training process, checked by parsing them back.
+
+    Only settings that differ from the defaults are passed; a changed setting the CLI has no flag for is an
+    error here rather than a silently different run.
+    """
+    parser, options = _train_options()
+    defaults, arguments, missing = TrainConfig(), [], []
+    for field in dataclasses.fields(TrainConfig):
+        name, value = field.name, getattr(config, field.name)
+        if name in ("method_params", "augment_params") or value == getattr(defaults, name):
+            continue
+        option = options.get(_OPTION_FOR_FIELD.get(name, name))
+        if option is None:
+            missing.append(name)
+        elif option.nargs == 0:   # a switch such as --skip-bad-images
+            arguments.append(option.option_strings[-1])
+        else:
+            spelled = _SPELLING.get(name, lambda v: repr(v) if isinstance(v, float) else str(v))(value)
+            arguments += [option.option_strings[-1], spelled]
     for name, value in (config.method_params or {}).items():
-        arguments += ["--param", f"{name}={value}"]
+        arguments += ["--param", f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"]
     for name, value in (config.augment_params or {}).items():
         arguments += ["--augment-param", f"{name}={json.dumps(value)}"]
-    if config.skip_bad_images:
-        arguments.append("--skip-bad-images")
-    if config.jit_compile != "auto":
-        arguments += ["--jit", "true" if config.jit_compile else "false"]
-    echoed = TrainConfig.from_dict(cli._config_values(cli.build_parser().parse_args(["train", *arguments, "--out", "-"])))
-    lost = [name for name in _comparable(config) if _comparable(config)[name] != _comparable(echoed)[name]]
-    if lost:
-        raise ValueError(f"These settings cannot be passed to the training command: {', '.join(lost)}")
+    if missing:
+        raise ValueError(f"These settings cannot be passed to the training command: {', '.join(missing)}")
+    parsed = parser.parse_args(["train", *arguments, "--out", "-"])
+    changed = [name for name in (f.name for f in dataclasses.fields(TrainConfig)) if name in options and name != "jit"
+               and getattr(parsed, name) not in (None, False) and getattr(parsed, name) != getattr(config, name)]
+    if changed:
+        raise ValueError(f"These settings would reach the training command changed: {', '.join(changed)}")
     return arguments
-
-
-def _comparable(config: TrainConfig) -> dict[str, Any]:
-    values = config.to_dict()
-    values["method_params"] = config.full_method_params().to_dict()
-    values["augment_params"] = config.full_augment().to_dict()
-    return values
 
 
 def new_run_id(root: Path, config: TrainConfig, now: datetime | None = None) -> str:
@@ -385,11 +404,10 @@ class JobManager:
         if not run_id:
             return ()
         run = self.run_dir(run_id)
-        stamp = lambda path: (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
         with self._lock:
             position = next((i for i, job in enumerate(self._queue, 1) if job.run_id == run_id), None)
             active = run_id in self._active
-        return (run_id, position, stamp(run.status_path), stamp(run.steps_path), stamp(run.metrics_path),
+        return (run_id, position, _stamp(run.status_path), _stamp(run.steps_path), _stamp(run.metrics_path),
                 run.stop_path.exists(), active)
 
     def runs(self) -> list[dict[str, Any]]:
@@ -517,6 +535,14 @@ class JobManager:
                 pid = self._recorded_pid(run, status)
                 if pid_alive(pid):
                     self._active[run.name] = Job(run.name, "", resume=False, arguments=[], adopted_pid=pid)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:   # not written yet, or replaced this instant
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def describe(status: dict[str, Any]) -> str:

@@ -84,7 +84,7 @@ def training_figure(runs: Sequence[tuple[str, Sequence[dict], Sequence[dict]]], 
 
 def tsne_figure(points: np.ndarray, labels: np.ndarray | None, class_names: Sequence[str], *,
                 indices: np.ndarray | None = None, thumbnails: Sequence[str] | None = None,
-                title: str = "t-SNE of encoder features", height: int = 560) -> go.Figure:
+                title: str = "t-SNE of encoder features", height: int = 520) -> go.Figure:
     """Scatter of 2-D embeddings, one colour per class.
 
     Each point carries (dataset index, thumbnail data URI) in ``customdata``: the app's page script shows the
@@ -104,8 +104,8 @@ def tsne_figure(points: np.ndarray, labels: np.ndarray | None, class_names: Sequ
             marker=dict(size=7, color=CLASS_COLOURS[(0 if label is None else int(label)) % len(CLASS_COLOURS)],
                         line=dict(width=0.5, color="white")),
             hovertemplate="image #%{customdata[0]}<br>class " + name + "<extra></extra>"))
-    figure.update_xaxes(showticklabels=False, title=None)
-    figure.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
+    figure.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
+    figure.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
     figure = _layout(figure, height, title)
     figure.update_layout(legend=dict(orientation="v", y=1, x=1.02, yanchor="top"), hovermode="closest")
     return figure
@@ -125,7 +125,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
     return _layout(figure, height, title)
 
 
-def finetune_figure(result: dict, height: int = 380) -> go.Figure:
+def finetune_figure(result: dict, height: int = 440) -> go.Figure:
     """Validation accuracy per epoch of the supervised baseline and the fine-tuned pretrained encoder."""
     curves = result.get("histories", {})
     if not curves:
@@ -142,4 +142,7 @@ def finetune_figure(result: dict, height: int = 380) -> go.Figure:
                                         line=dict(color=colour, width=1, dash="dot")))
     figure.update_xaxes(title="epoch", dtick=1 if len(epochs) <= 20 else None)
     figure.update_yaxes(title="accuracy", range=[0, 1.02])
-    return _layout(figure, height, result.get("title", "Baseline vs fine-tuned: validation accuracy"))
+    figure = _layout(figure, height, result.get("title", "Baseline vs fine-tuned: validation accuracy"))
+    # Four legend entries: below the chart, where they cannot collide with the title.
+    figure.update_layout(legend=dict(orientation="h", y=-0.22, yanchor="top", x=0), margin=dict(b=110))
+    return figure

@@ -110,16 +110,26 @@ def enlarge(image: np.ndarray, size: int) -> np.ndarray:
     return image[rows][:, cols]
 
 
-@functools.lru_cache(maxsize=4)
+# TFDS sets are large (CIFAR-10: 50,000 images): a preview keeps them at 32 px in memory and enlarges the few
+# images it shows, instead of resizing the whole set to every size the slider visits.
+TFDS_PREVIEW_SIZE = 32
+
+
+@functools.lru_cache(maxsize=2)
 def _dataset_images(source: str, image_size: int) -> np.ndarray:
     from sslcore.data import load
 
-    data = load(source, image_size)
-    return data.train_images
+    return load(source, image_size).train_images
 
 
 def sample_images(source: str, image_size: int, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` images of a data source, picked at random (the same ones for the same seed)."""
-    images = _dataset_images(source, image_size)
-    picked = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)
-    return images[np.sort(picked)]
+    """``count`` images of a data source at ``image_size``, picked at random (the same ones for the same seed)."""
+    from PIL import Image
+
+    pool_size = min(image_size, TFDS_PREVIEW_SIZE) if source.startswith("tfds:") else image_size
+    images = _dataset_images(source, pool_size)
+    picked = images[np.sort(np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False))]
+    if pool_size == image_size:
+        return picked
+    resize = lambda image: np.asarray(Image.fromarray(image).resize((image_size, image_size), Image.Resampling.BICUBIC))
+    return np.stack([resize(image) for image in picked])

@@ -53,10 +53,14 @@ class TrainStep:
 
 
 class JaxTrainStep(TrainStep):
-    def __init__(self, model, optimizer, data: DeviceData, jit_compile=True):
+    def __init__(self, model, optimizer, data: DeviceData, jit_compile=True, distribution=None):
         import jax
 
-        self.model, self.optimizer, self.data = model, optimizer, data
+        from sslcore.distribute import Placement
+
+        self.placement = Placement(distribution) if distribution is not None else None
+        self.model, self.optimizer = model, optimizer
+        self.data = self.placement.replicate(data) if self.placement else data
         self.trainable = list(model.trainable_variables)
         self.non_trainable = list(model.non_trainable_variables)
         self.state = self._read_state()
@@ -70,6 +74,7 @@ class JaxTrainStep(TrainStep):
             return total, (metrics, updated)
 
         gradient_fn = jax.value_and_grad(loss_and_updates, has_aux=True)
+        self._gradients = jax.jit(lambda state, data, indices: gradient_fn(state[0], state[1], _gather(data, indices, None)))
 
         def step(state, data, indices, probe_indices):
             trainable_values, non_trainable_values, optimizer_values = state
@@ -81,12 +86,23 @@ class JaxTrainStep(TrainStep):
         self._step = jax.jit(step, donate_argnums=(0,)) if jit_compile else step
 
     def _read_state(self):
-        return ([v.value for v in self.trainable], [v.value for v in self.non_trainable],
-                [v.value for v in self.optimizer.variables])
+        state = ([v.value for v in self.trainable], [v.value for v in self.non_trainable],
+                 [v.value for v in self.optimizer.variables])
+        return self.placement.replicate(state) if self.placement else state
 
     def __call__(self, indices, probe_indices=None):
+        if self.placement:
+            indices, probe_indices = self.placement.split_batch(indices), self.placement.split_batch(probe_indices)
         self.state, metrics = self._step(self.state, self.data, indices, probe_indices)
         return metrics
+
+    def loss_and_gradients(self, indices):
+        """The loss and the gradient of every trainable weight for one batch, without updating anything
+        (what the multi-device equivalence test compares)."""
+        if self.placement:
+            indices = self.placement.split_batch(indices)
+        (loss, _), grads = self._gradients(self.state, self.data, indices)
+        return loss, grads
 
     def sync(self):
         # Keras gets copies: the step donates its own buffers, and Keras's predict may donate the variables'.
@@ -147,10 +163,12 @@ _STEPS: dict[str, Callable[..., TrainStep]] = {"jax": JaxTrainStep, "tensorflow"
 DEFAULT_JIT = {"jax": True, "tensorflow": False, "torch": False}
 
 
-def make_train_step(model, optimizer, data: DeviceData, jit_compile="auto") -> TrainStep:
+def make_train_step(model, optimizer, data: DeviceData, jit_compile="auto", distribution=None) -> TrainStep:
     backend = keras.backend.backend()
     if jit_compile == "auto":
         jit_compile = DEFAULT_JIT[backend]
+    if distribution is not None:
+        return JaxTrainStep(model, optimizer, data, jit_compile=True, distribution=distribution)
     return _STEPS[backend](model, optimizer, data, jit_compile=jit_compile)
 
 

@@ -6,6 +6,7 @@ Metrics come back to the host every ``log_every_steps`` steps, never once per st
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 from sslcore import evaluate
 from sslcore.config import TrainConfig
 from sslcore.data import Dataset, load
+from sslcore.distribute import check_batch_size, data_parallel
 from sslcore.model import SSLModel
 from sslcore.runs import RunDir, write_json_atomic
 from sslcore.steps import DeviceData, make_train_step, to_host
@@ -97,14 +99,21 @@ class Trainer:
         self.steps_per_epoch = len(data.train_images) // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
         keras.utils.set_random_seed(config.seed)
+        self.distribution = data_parallel(config.devices)
+        check_batch_size(self.distribution, config.batch_size)
+        with self.distribution.scope() if self.distribution else contextlib.nullcontext():
+            self._build(config, data)
+        self.position = Position()
+        self._eval_subsets()
+
+    def _build(self, config: TrainConfig, data: Dataset) -> None:
         self.model = SSLModel(method=config.method, method_params=config.full_method_params(len(data.train_images)), encoder=config.encoder,
                               image_size=config.image_size, encoder_width=config.encoder_width,
                               augment=config.full_augment(), probe_augment=config.probe_augment if data.probe_images is not None else None,
                               num_classes=data.num_classes, seed=config.seed, precision=config.precision)
+        self.model.method.total_steps = self.total_steps   # for schedules over the run (BYOL/DINO momentum)
         self.optimizer = build_optimizer(config, self.total_steps, self.steps_per_epoch)
         self.optimizer.build(self.model.trainable_variables)
-        self.position = Position()
-        self._eval_subsets()
 
     def _eval_subsets(self) -> None:
         """Fixed subsets for the per-epoch kNN, so each epoch's figure is measured the same way."""
@@ -159,7 +168,7 @@ class Trainer:
                 run.create({**config.to_dict(), "backend": keras.backend.backend()})
         data = self.dataset
         device_data = DeviceData.from_numpy(data.train_images, data.train_labels, data.probe_images, data.probe_labels)
-        step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile)
+        step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile, self.distribution)
         position = self.position
         info = {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch, "epochs": config.epochs,
                 "start_step": position.global_step, "backend": keras.backend.backend(), "images": len(data.train_images)}

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from sslcore import data
+from sslcore.data import folders, tfds_source
 from sslcore.data import DataError, Dataset, decode_image, load, load_folder, stratified_split
 
 
@@ -390,18 +391,18 @@ def forbid_decoding(monkeypatch):
     def decode_must_not_run(*args, **kwargs):
         raise AssertionError("decoded although the cache should have answered")
 
-    monkeypatch.setattr(data, "decode_image", decode_must_not_run)
+    monkeypatch.setattr(folders, "decode_image", decode_must_not_run)
 
 
 def count_decoding(monkeypatch):
     calls = []
-    real = data.decode_image
+    real = folders.decode_image
 
     def counting(*args, **kwargs):
         calls.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data, "decode_image", counting)
+    monkeypatch.setattr(folders, "decode_image", counting)
     return calls
 
 
@@ -594,5 +595,5 @@ def test_tensorflow_is_kept_from_reserving_the_gpu(monkeypatch, backend, expecte
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda gpu, on: calls.append(("grow", gpu, on)))
     monkeypatch.delitem(sys.modules, "keras", raising=False)
     monkeypatch.setenv("KERAS_BACKEND", backend)
-    data._stop_tensorflow_reserving_gpu_memory()
+    tfds_source._stop_tensorflow_reserving_gpu_memory()
     assert calls == [expected]

@@ -16,6 +16,8 @@ from sslcore.config import TrainConfig
 from sslcore.runs import RunDir
 from sslcore.trainer import Trainer
 
+pytestmark = pytest.mark.slow   # trains a tiny run once for the module (seconds)
+
 
 @pytest.fixture(scope="module")
 def run_path(tmp_path_factory):

@@ -27,6 +27,7 @@ _CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
     ("--knn-k", "knn_k", int, "neighbours in the kNN evaluation"),
     ("--keep-checkpoints", "keep_checkpoints", int, "checkpoints kept (0 keeps all)"),
     ("--log-every", "log_every_steps", int, "steps between metric reads (host syncs)"),
+    ("--devices", "devices", int, "devices to split each batch over (JAX; 0 = all visible)"),
 ]
 
 

@@ -3,13 +3,29 @@ from __future__ import annotations
 
 from sslcore.methods.barlow_twins import BarlowTwins
 from sslcore.methods.base import Method, MethodOutput, MethodParams
+from sslcore.methods.byol import BYOL
+from sslcore.methods.dcclr import DCCLR
+from sslcore.methods.dino import DINO
+from sslcore.methods.hsic_twins import HSICTwins
 from sslcore.methods.moco import MoCo
+from sslcore.methods.nnclr import NNCLR
 from sslcore.methods.simclr import SimCLR
+from sslcore.methods.simsiam import SimSiam
+from sslcore.methods.twist import TWIST
+from sslcore.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
     "moco": MoCo,
     "barlow_twins": BarlowTwins,
+    "nnclr": NNCLR,
+    "dcclr": DCCLR,
+    "hsic_twins": HSICTwins,
+    "twist": TWIST,
+    "dino": DINO,
+    "byol": BYOL,
+    "simsiam": SimSiam,
+    "vicreg": VICReg,
 }
 
 

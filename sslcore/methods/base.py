@@ -78,6 +78,10 @@ class Method(keras.layers.Layer):
 
     Params: ClassVar[type[MethodParams]] = MethodParams
     description: ClassVar[str] = ""
+    #: The run's length in train steps, given by the trainer before the first step (``Trainer.prepare``).
+    #: Schedules over training read it (BYOL's and DINO's momentum, ``momentum.cosine_momentum``); it is a
+    #: constant of the run, so compiled steps may bake it in. None outside a trainer: schedules stay at their start.
+    total_steps: int | None = None
 
     def __init__(self, params: MethodParams, feature_dim: int, encoder: keras.Model, **kwargs):
         super().__init__(name=type(self).__name__.lower(), **kwargs)

@@ -15,6 +15,7 @@ from keras import ops
 from sslcore import losses
 from sslcore.methods.base import Method, MethodOutput, MethodParams, hyperparameter
 from sslcore.methods.momentum import ema_update, momentum_copy
+from sslcore.methods.queue import Queue, auto_queue_size
 
 
 AUTO_QUEUE_SIZE = 4096
@@ -34,8 +35,7 @@ class MoCoParams(MethodParams):
 
     def resolve(self, num_images):
         if self.queue_size == 0:
-            half = (num_images // 2) if num_images else AUTO_QUEUE_SIZE
-            return dataclasses.replace(self, queue_size=max(1, min(AUTO_QUEUE_SIZE, half)))
+            return dataclasses.replace(self, queue_size=auto_queue_size(num_images, AUTO_QUEUE_SIZE))
         return self
 
     def validate(self, batch_size=None):
@@ -61,11 +61,17 @@ class MoCo(Method):
         if params.version == "v2":
             if params.queue_size == 0:
                 raise ValueError("MoCo's queue size must be resolved for the data set first (MoCoParams.resolve)")
-            self.queue = self.add_weight(shape=(params.queue_size, params.projection_dim), name="queue",
-                                         trainable=False, initializer="zeros")
-            # How many slots hold a real key: until the queue is full, empty slots are no negatives.
+            # Until the queue is full, empty slots are no negatives (the queue's mask leaves them out).
             # (Random vectors there would let queries "win" by collapsing onto the keys' common direction.)
-            self.queue_filled = self.add_weight(shape=(), name="queue_filled", trainable=False, initializer="zeros")
+            self.key_queue = Queue(self, params.queue_size, params.projection_dim, name="queue")
+
+    @property
+    def queue(self):
+        return self.key_queue.vectors
+
+    @property
+    def queue_filled(self):
+        return self.key_queue.filled
 
     def keys(self, view, training):
         return ops.stop_gradient(self.momentum_head(self.momentum_encoder(view, training=training), training=training))
@@ -83,13 +89,10 @@ class MoCo(Method):
             key1 = self.keys(view1, training)
             loss = (losses.in_batch_info_nce(query1, key2, t) + losses.in_batch_info_nce(query2, key1, t)) / 2
         else:
-            filled = ops.arange(self.params.queue_size, dtype="float32") < self.queue_filled
-            loss = losses.info_nce(query1, key2, ops.stop_gradient(self.queue), t, queue_mask=filled)
+            loss = losses.info_nce(query1, key2, ops.stop_gradient(self.queue), t, queue_mask=self.key_queue.mask())
             self.enqueue(key2)
         return MethodOutput(loss, query1, key2, features1)
 
     def enqueue(self, keys):
         """First in, first out: the newest keys go to the front, the oldest batch falls off the end."""
-        batch = ops.shape(keys)[0]
-        self.queue.assign(ops.concatenate([losses.l2_normalize(keys), self.queue[: self.params.queue_size - batch]], axis=0))
-        self.queue_filled.assign(ops.minimum(self.queue_filled + ops.cast(batch, "float32"), float(self.params.queue_size)))
+        self.key_queue.push(keys)

@@ -1,0 +1,67 @@
+"""sslcore lab: a Gradio app to preview augmentations, train self-supervised encoders and look inside them.
+
+``python app.py`` serves http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change that). One tab per
+module in ``pages/``; training runs as background processes (``sslcore.jobs``) writing to ``$SSLCORE_RUNS``
+(default ``./runs``), so the app stays responsive and a restarted app finds every run where it was.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+import sslcore
+from pages import augment, classify, common, explore, hub, train
+from sslcore.jobs import JobManager
+
+# System fonts only: the app must look right offline, and Gradio's default theme fetches Google Fonts.
+THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+                       font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+
+PAGES = (augment, train, explore, classify, hub)   # a new page is one module and one entry here
+
+CSS = """
+.ssl-msg { padding: 6px 10px; border-radius: 6px; margin: 2px 0; }
+.ssl-ok { background: #ecfdf5; color: #065f46; }
+.ssl-info { background: #eff6ff; color: #1e3a8a; }
+.ssl-warn { background: #fffbeb; color: #92400e; }
+.ssl-error { background: #fef2f2; color: #991b1b; font-weight: 600; }
+.ssl-progress { height: 12px; background: #e5e7eb; border-radius: 6px; overflow: hidden; }
+.ssl-bar { height: 100%; background: #2563eb; transition: width 0.6s ease; }
+.ssl-bar-finished { background: #16a34a; } .ssl-bar-failed, .ssl-bar-interrupted { background: #dc2626; }
+.ssl-bar-stopped { background: #9ca3af; }
+.ssl-progress-text { font-size: 0.9em; color: #374151; margin-top: 4px; font-variant-numeric: tabular-nums; }
+.ssl-hint { font-size: 0.9em; color: #4b5563; }
+#ssl-header { font-size: 0.95em; color: #374151; }
+#ssl-tsne-tip { position: fixed; display: none; z-index: 1000; pointer-events: none; background: white;
+                border: 1px solid #d1d5db; border-radius: 6px; padding: 4px; box-shadow: 0 2px 8px rgba(0,0,0,.15);
+                font-size: 12px; text-align: center; }
+#ssl-tsne-tip img { width: 96px; height: 96px; image-rendering: pixelated; display: block; }
+"""
+
+
+def build_app(jobs: JobManager | None = None) -> gr.Blocks:
+    jobs = jobs or JobManager()
+    with gr.Blocks(title="sslcore lab") as demo:
+        gr.Markdown(f"**sslcore lab** · Keras backend **{sslcore.BACKEND}** on **{common.device_description()}** — "
+                    f"{sslcore.BACKEND_REASON} · runs folder `{jobs.root}`", elem_id="ssl-header")
+        context = common.AppContext(jobs=jobs, demo=demo)
+        for page in PAGES:
+            with gr.Tab(page.TITLE, id=page.TITLE.lower()) as tab:
+                page.build(context, tab)
+    # Previews, explorer and classifier have their own concurrency groups; this caps whatever else is queued.
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def launch_options() -> dict:
+    """What launch() needs beyond the defaults (Gradio 6 takes theme, css and head here, not in Blocks)."""
+    head = "".join(getattr(page, "HEAD", "") for page in PAGES)
+    return dict(css=CSS, head=head, theme=THEME, footer_links=["api", "gradio"])
+
+
+def main() -> None:
+    # server_name / server_port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (default 127.0.0.1:7860).
+    build_app().launch(**launch_options())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Audit and few-label benchmark on the 50,000 CIFAR-10 training images (``docs/audit.md`` has the figures).
+
+Three steps, each printing one JSON line:
+
+    audit_cifar.py train RUN [--epochs 8]      SimCLR convnet on 40,000 images (the last 1,000 of each class are
+                                               held out), from ../shared/data/cifar10_train_jpeg.npz, in memory
+    audit_cifar.py audit RUN FOLDER OUT        sslcore.audit on the whole folder (50,000 files written by
+                                               ../shared/tools/cifar10-to-folder.py), timed, with peak memory
+    audit_cifar.py label RUN [--per-class 10]  sslcore.labeling with 10 labelled training images per class,
+                                               accuracy on the 10,000 held-out images
+    audit_cifar.py flips RUN                   near-duplicate recall with and without flip-averaged embeddings
+
+Write the folder somewhere git ignores, e.g. ``python ../shared/tools/cifar10-to-folder.py /tmp/cifar10_folder``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+NPZ = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                   "shared", "data", "cifar10_train_jpeg.npz")
+HELD_OUT_PER_CLASS = 1000
+
+
+def cifar(npz: str = NPZ):
+    """(images uint8 (50000, 32, 32, 3), labels, class names, held-out mask: the last 1,000 of each class)."""
+    from PIL import Image
+
+    archive = np.load(npz)
+    jpeg, offsets, labels = archive["jpeg"], archive["offsets"], archive["labels"].astype(np.int32)
+    images = np.stack([np.asarray(Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
+                       for i in range(len(labels))])
+    held_out = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        held_out[np.flatnonzero(labels == label)[-HELD_OUT_PER_CLASS:]] = True
+    return images, labels, [str(name) for name in archive["classes"]], held_out
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(args) -> dict:
+    from sslcore.config import TrainConfig
+    from sslcore.data import Dataset
+    from sslcore.trainer import Trainer
+
+    images, labels, classes, held_out = cifar()
+    dataset = Dataset(name="cifar10-jpeg", train_images=images[~held_out], train_labels=labels[~held_out],
+                      test_images=images[held_out], test_labels=labels[held_out], class_names=classes)
+    config = TrainConfig(method="simclr", data=f"folder:{args.folder}", image_size=32, encoder="convnet",
+                         epochs=args.epochs, batch_size=256, knn_bank_size=5000, eval_size=2000, log_every_steps=20)
+    started = time.perf_counter()
+    summary = Trainer(config, args.run, dataset=dataset).fit()
+    return {**summary, "train_seconds": round(time.perf_counter() - started, 1), "train_images": int((~held_out).sum())}
+
+
+def audit(args) -> dict:
+    from sslcore import audit as audit_module
+    from sslcore.data import load_folder
+    from sslcore.runs import RunDir
+
+    size = int(RunDir(args.run).config()["image_size"])
+    started = time.perf_counter()
+    load_folder(args.folder, size, skip_bad_images=True)  # decoding (or the cache) timed apart
+    decoded = time.perf_counter()
+    report = audit_module.audit_folder(args.run, args.folder, args.out, threshold=args.threshold)
+    finished = time.perf_counter()
+    return {"images": report.images, "near_duplicate_pairs": report.summary["near_duplicates"],
+            "exact_duplicate_pairs": report.summary["exact_duplicates"], "threshold": report.threshold,
+            "decode_seconds": round(decoded - started, 1), "audit_seconds": round(finished - decoded, 1),
+            "timings": report.timings, "peak_memory_mb": round(peak_memory_mb()), "out": args.out}
+
+
+def label(args) -> dict:
+    from sslcore import labeling
+
+    images, labels, classes, held_out = cifar()
+    rng = np.random.default_rng(args.seed)
+    pool = np.flatnonzero(~held_out)
+    examples = np.concatenate([rng.choice(pool[labels[pool] == c], args.per_class, replace=False)
+                               for c in range(len(classes))])
+    test = np.flatnonzero(held_out)
+    results = {}
+    for method, flip in (("knn", True), ("probe", True), ("knn", False), ("probe", False)):
+        started = time.perf_counter()
+        result = labeling.label_images(args.run, images[test], examples=images[examples], flip_average=flip,
+                                       example_labels=[classes[i] for i in labels[examples]], method=method)
+        predicted = np.array([classes.index(name) for name in result.labels])
+        results[method + ("" if flip else "_no_flip_average")] = {
+            "accuracy": round(float(np.mean(predicted == labels[test])), 4), "seconds": round(time.perf_counter() - started, 1)}
+    return {"labelled_per_class": args.per_class, "held_out": int(len(test)), "seed": args.seed, **results}
+
+
+def flips(args) -> dict:
+    """Near-duplicate recall per edit and false alarms, for plain vs flip-averaged and raw vs whitened embeddings.
+
+    A pool of 10,000 held-out images plus, for 1,000 of them, one edited copy per edit (5,000 copies). An edit
+    is caught at threshold t when the copy's similarity to its original is ≥ t; ``top1`` is the share of copies
+    whose most similar image is their original or another copy of it. A false alarm is one of the 9,000 unedited images whose most
+    similar other image scores ≥ t (CIFAR-10 has a few genuine near-duplicates, so this over-counts them).
+    """
+    from sslcore import audit as audit_module
+    from sslcore.evaluate import normalize_rows
+    from sslcore.export import embed, load_encoder
+
+    images, _, _, held_out = cifar()
+    rng = np.random.default_rng(0)
+    pool_index = rng.permutation(np.flatnonzero(held_out))
+    originals = pool_index[:1000]
+    copies = {edit: np.stack([audit_module.apply_edit(images[i], edit, seed=n) for n, i in enumerate(originals)])
+              for edit in audit_module.EDITS}
+    pool = np.concatenate([images[pool_index]] + [copies[edit] for edit in audit_module.EDITS])
+    # Which picture each pool image shows: a copy's nearest image may be another copy of the same original.
+    picture = np.concatenate([np.arange(len(pool_index))] + [np.arange(1000)] * len(audit_module.EDITS))
+    encoder = load_encoder(args.run)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    results = {}
+    for flip in (False, True):
+        features = embed(encoder, pool, flip_average=flip)
+        for whitened in (False, True):
+            unit = audit_module.prepare(features) if whitened else normalize_rows(features)
+            nearest = audit_module.nearest_other(unit)
+            nearest_similarity = (unit * unit[nearest]).sum(axis=1)
+            name = ("flip_average" if flip else "plain") + ("+whitened" if whitened else "+raw")
+            row = {}
+            for e, edit in enumerate(audit_module.EDITS):
+                start = len(pool_index) + e * 1000
+                similarity = (unit[:1000] * unit[start:start + 1000]).sum(axis=1)
+                row[edit] = {"top1": round(float(np.mean(picture[nearest[start:start + 1000]] == np.arange(1000))), 3),
+                             "median": round(float(np.median(similarity)), 3),
+                             "caught": {t: round(float(np.mean(similarity >= t)), 3) for t in thresholds}}
+            unedited = nearest_similarity[1000:len(pool_index)]
+            row["false_alarms"] = {t: round(float(np.mean(unedited >= t)), 4) for t in thresholds}
+            row["unedited_nearest_median"] = round(float(np.median(unedited)), 3)
+            results[name] = row
+    return {"pool": int(len(pool)), "results": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    steps = parser.add_subparsers(dest="step", required=True)
+    step = steps.add_parser("train")
+    step.add_argument("run")
+    step.add_argument("--epochs", type=int, default=8)
+    step.add_argument("--folder", default="/tmp/cifar10_folder", help="recorded as the run's data source")
+    step = steps.add_parser("audit")
+    step.add_argument("run")
+    step.add_argument("folder")
+    step.add_argument("out")
+    step.add_argument("--threshold", type=float, default=0.9)
+    step = steps.add_parser("label")
+    step.add_argument("run")
+    step.add_argument("--per-class", type=int, default=10)
+    step.add_argument("--seed", type=int, default=0)
+    step = steps.add_parser("flips")
+    step.add_argument("run")
+    step.add_argument("--thresholds", default="0.8,0.85,0.9,0.95")
+    args = parser.parse_args()
+    result = {"train": train, "audit": audit, "label": label, "flips": flips}[args.step](args)
+    print(json.dumps({"step": args.step, **result}, default=float), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Augment: see what random views look like before training on them."""
+from __future__ import annotations
+
+import gradio as gr
+
+from pages.common import AppContext, data_source, data_source_picker, message_html, reports_errors, upload_name
+from sslcore import preview
+from sslcore.augment import PRESETS
+from sslcore.explore import decode_upload
+
+TITLE = "Augment"
+PRESET_NAMES = tuple(PRESETS)   # weak, strong, simclr
+CONTROLS_PER_ROW = 4
+
+
+def _images(source: str, upload, count: int, image_size: int, seed: int):
+    if upload:
+        return decode_upload(upload, int(image_size), name=upload_name(upload))[None]
+    return preview.sample_images(source, int(image_size), int(count), int(seed))
+
+
+def _summary(pictures, image_size, seed) -> str:
+    return message_html(f"{len(pictures)} image(s) at {int(image_size)} px, seed {int(seed)}", "ok")
+
+
+def build(context: AppContext, tab: gr.Tab) -> None:
+    gr.Markdown("Each row: an original, then random views of it. Contrastive learning teaches the encoder that "
+                "views of one image belong together, so these transforms are exactly the invariances it learns.")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            dataset, folder = data_source_picker()
+            upload = gr.File(label="…or upload one image", file_count="single", height=120)
+            count = gr.Slider(1, 8, 4, step=1, label="Images")
+            draws = gr.Slider(1, 8, 4, step=1, label="Views per image")
+            image_size = gr.Slider(16, 160, 64, step=8, label="Image size (px)",
+                                   info="blur sigma and crop sizes are in pixels of this size")
+            with gr.Row():
+                seed = gr.Number(0, precision=0, label="Seed", min_width=80)
+                redraw = gr.Button("Re-draw", variant="primary", elem_id="augment-redraw", min_width=80)
+        with gr.Column(scale=3):
+            status = gr.Markdown(elem_id="augment-status")
+            images = {}
+            for row in (("custom", "weak"), ("strong", "simclr")):
+                with gr.Row():
+                    for name in row:
+                        with gr.Column(min_width=200):
+                            # A caption above rather than Gradio's label badge, which would cover the originals.
+                            gr.Markdown(f"**{'custom: the sliders below' if name == 'custom' else name + ' preset'}**")
+                            images[name] = gr.Image(show_label=False, format="png", elem_id=f"augment-{name}",
+                                                    buttons=["download", "fullscreen"])
+            custom, presets = images.pop("custom"), images
+    with gr.Accordion("Custom augmentation: every AugmentConfig setting", open=True):
+        start_from = gr.Dropdown(list(PRESET_NAMES), value="strong", label="Load a preset into the sliders")
+        controls = {}
+        specs = preview.augment_controls("strong")
+        for first in range(0, len(specs), CONTROLS_PER_ROW):
+            with gr.Row():
+                for control in specs[first: first + CONTROLS_PER_ROW]:
+                    if control["kind"] == "bool":
+                        controls[control["name"]] = gr.Checkbox(control["value"], label=control["label"])
+                    else:
+                        controls[control["name"]] = gr.Slider(control["minimum"], control["maximum"], control["value"],
+                                                              step=control["step"], label=control["label"])
+
+    common_inputs = {"dataset": dataset, "folder": folder, "upload": upload, "images": count, "draws": draws,
+                     "image_size": image_size, "seed": seed}
+
+    @reports_errors(outputs=1 + len(PRESET_NAMES) + 1)
+    def preview_all(dataset, folder, upload, images, draws, image_size, seed, **settings):
+        """Originals next to random views: with the slider settings, and with each preset."""
+        pictures = _images(data_source(dataset, folder), upload, images, image_size, seed)
+        grids = [preview.preview_augmentations(pictures, preview.config_from_controls(settings), int(draws), int(seed))]
+        grids += [preview.preview_augmentations(pictures, name, int(draws), int(seed)) for name in PRESET_NAMES]
+        return (*grids, _summary(pictures, image_size, seed))
+
+    @reports_errors(outputs=2)
+    def preview_custom(dataset, folder, upload, images, draws, image_size, seed, **settings):
+        """Only the slider-driven grid: what a moving slider needs."""
+        pictures = _images(data_source(dataset, folder), upload, images, image_size, seed)
+        config = preview.config_from_controls(settings)
+        return preview.preview_augmentations(pictures, config, int(draws), int(seed)), _summary(pictures, image_size, seed)
+
+    all_outputs = [custom, *presets.values(), status]
+    event = dict(inputs_kwargs={**common_inputs, **controls}, concurrency_id="preview", concurrency_limit=2,
+                 trigger_mode="always_last", show_progress="minimal")
+    gr.on([dataset.change, folder.submit, upload.change, count.release, draws.release, image_size.release, seed.submit,
+           context.demo.load], preview_all, outputs=all_outputs, api_name="preview", **event)
+    redraw.click(lambda value: int(value or 0) + 1, seed, seed, api_name="next_seed", api_visibility="private",
+                 queue=False).then(
+        preview_all, outputs=all_outputs, api_name="redraw", api_visibility="undocumented", **event)
+    # .change fires while a slider is dragged, when its number box is edited and when a preset is loaded;
+    # always_last keeps at most one preview waiting, so a fast drag never builds a backlog.
+    gr.on([control.change for control in controls.values()], preview_custom, outputs=[custom, status],
+          api_name="preview_custom", **event)
+    start_from.input(lambda name: [gr.update(value=v) for v in preview.control_values(name).values()], start_from,
+                     list(controls.values()), api_name="load_preset", api_visibility="undocumented", queue=False)

@@ -1,0 +1,58 @@
+"""Classify: a finished run's classifier (encoder + linear probe) on images you upload."""
+from __future__ import annotations
+
+import gradio as gr
+
+from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
+from sslcore import explore
+from sslcore.preview import enlarge
+
+TITLE = "Classify"
+SHOWN_SIZE = 128
+
+
+def build(context: AppContext, tab: gr.Tab) -> None:
+    gr.Markdown("Any image Pillow reads (PNG, JPEG, WebP, GIF, TIFF, ...), any size, colour, grayscale or with "
+                "transparency: each is centre-cropped to a square and resized to the run's image size.")
+    with gr.Row():
+        run = run_dropdown("Finished run with a classifier", elem_id="classify-run", scale=3)
+        top_k = gr.Slider(1, 10, 3, step=1, label="Top classes", scale=1)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            # gr.File, not gr.Image: a file that is not an image then gets our message, naming the file.
+            files = gr.File(label="Images", file_count="multiple", elem_id="classify-files")
+            button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+            status = gr.Markdown(elem_id="classify-status")
+        with gr.Column(scale=2):
+            gallery = gr.Gallery(label="Predictions", columns=4, height="auto", object_fit="contain", format="png",
+                                 elem_id="classify-gallery")
+            ranking = gr.Dataframe(headers=["file", "top classes (probability)"], label="Top classes", interactive=False,
+                                   elem_id="classify-table", column_widths=["30%", "70%"])
+            with gr.Accordion("All results (JSON)", open=False):
+                table = gr.JSON(label="Per file: top classes with probabilities, or the reason it was skipped")
+
+    @reports_errors(outputs=4)
+    def classify(run_id, files, top_k):
+        """Top classes with probabilities for each uploaded image; files that are not images are reported by name."""
+        paths = list(files or [])
+        results = explore.classify_files(context.run_path(run_id), paths, int(top_k),
+                                         names=[upload_name(path) for path in paths])
+        ranked = lambda r: ", ".join(f"{p['class']} ({p['probability']:.0%})" for p in r["predictions"])
+        shown = [(enlarge(r["image"], SHOWN_SIZE), f"{r['file']} → {r['predictions'][0]['class']}")
+                 for r in results if r["predictions"]]
+        # DataError messages read "<file>: <reason>"; the file already has its own column.
+        rows = [[r["file"], ranked(r) if r["predictions"] else "not classified: " + r["error"].split(": ", 1)[-1]]
+                for r in results]
+        problems = [r["error"] for r in results if r["error"]]
+        summary = f"classified {len(shown)} of {len(results)} file(s) with {run_id}"
+        message = message_html(summary, "ok") if not problems else message_html(
+            summary + ". Skipped: " + " | ".join(problems) + ". Upload image files (PNG, JPEG, ...) instead.", "error")
+        if problems:
+            gr.Warning(" | ".join(problems))
+        return shown, rows, [{k: v for k, v in r.items() if k != "image"} for r in results], message
+
+    button.click(classify, [run, files, top_k], [gallery, ranking, table, status], api_name="classify",
+                 concurrency_id="classify", concurrency_limit=2)
+    refresh = lambda current: refreshed_runs(context, current, need="classifier")
+    tab.select(refresh, run, run, api_name="refresh_classify_runs", api_visibility="private", queue=False)
+    context.demo.load(refresh, run, run, api_name="load_classify_runs", api_visibility="private", queue=False)

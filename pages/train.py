@@ -1,0 +1,293 @@
+"""Train: start, watch, stop and resume self-supervised runs; compare runs; baseline vs fine-tune.
+
+Training runs in a subprocess managed by ``sslcore.jobs``; this page only asks the job manager to start or
+stop, and a timer redraws from the run folder. The run a browser is watching lives in ``gr.BrowserState``,
+so a reload or a second tab re-attaches to it with its whole history.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from pages.common import (AppContext, api_errors, browser_secret, data_source, data_source_picker, device_description,
+                          message_html, refreshed_runs, reports_errors, run_dropdown)
+from sslcore import BACKEND, finetune, jobs, plots
+from sslcore.augment import PRESETS
+from sslcore.backend import installed_backends
+from sslcore.config import OPTIMIZERS, TrainConfig
+from sslcore.encoders import ENCODERS
+from sslcore.methods import METHODS
+from sslcore.model import PRECISIONS
+
+TITLE = "Train"
+POLL_SECONDS = 1.0
+STATE_KINDS = {"finished": "ok", "failed": "error", "interrupted": "error", "stopped": "info"}
+RUN_TABLE_HEADERS = ["run", "encoder", "backend", "state", "epochs", "kNN acc", "probe acc", "img/s"]
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def _method_control(field: dict):
+    """A component for one method hyperparameter, typed by its default, its help text as the hint."""
+    default, label, info = field["default"], field["name"].rstrip("_").replace("_", " "), field["help"]
+    if isinstance(default, bool):
+        return gr.Checkbox(default, label=label, info=info)
+    if isinstance(default, int):
+        return gr.Number(default, precision=0, label=label, info=info)
+    if isinstance(default, float):
+        return gr.Number(default, label=label, info=info)
+    return gr.Textbox(str(default), label=label, info=info)
+
+
+def status_view(context: AppContext, run_id: str | None) -> tuple[str, str]:
+    """(status box, progress bar) for a run."""
+    if not run_id:
+        return message_html("No run yet: choose settings and press Start, or pick a past run below."), ""
+    status = context.jobs.status(run_id)
+    state = status["state"]
+    kind = STATE_KINDS.get(state, "warn")
+    text = f"{run_id}: {state}" + (f" — {status['message']}" if status.get("message") and status["message"] != state else "")
+    fraction = (status.get("step") or 0) / status["total_steps"] if status.get("total_steps") else 0.0
+    if state == "finished":
+        fraction = 1.0
+    bar = (f'<div class="ssl-progress" title="{fraction:.0%}"><div class="ssl-bar ssl-bar-{html.escape(state)}" '
+           f'style="width:{100 * fraction:.1f}%"></div></div>'
+           f'<div class="ssl-progress-text">{html.escape(jobs.describe(status))}</div>')
+    return message_html(text, kind), bar
+
+
+def chart(context: AppContext, run_id: str | None, overlay_id: str | None):
+    shown = []
+    for run in dict.fromkeys(r for r in (run_id, overlay_id) if r):
+        try:
+            history = context.jobs.history(run)
+        except ValueError:
+            continue
+        shown.append((run, history["steps"], history["epochs"]))
+    return plots.training_figure(shown)
+
+
+def runs_table(context: AppContext) -> list[list[Any]]:
+    percent = lambda v: f"{v:.1%}" if isinstance(v, (int, float)) else "—"
+    return [[r["run_id"], r["encoder"], r["backend"], r["state"], r["epochs"],
+             percent(r["knn_accuracy"]), percent(r["probe_accuracy"]),
+             f"{r['images_per_second']:,.0f}" if r["images_per_second"] else "—"] for r in context.jobs.runs()]
+
+
+def finetune_view(context: AppContext, run_id: str | None):
+    result = finetune.saved_result(context.run_path(run_id)) if run_id else None
+    return plots.finetune_figure(result or {})
+
+
+# ---------------------------------------------------------------------------------------------- page
+
+
+def build(context: AppContext, tab: gr.Tab) -> None:
+    jobs_ = context.jobs
+    current_run = gr.BrowserState(None, storage_key="sslcore-current-run", secret=browser_secret(jobs_.root))
+    seen = gr.State(None)   # what the chart last showed, so an idle tick redraws nothing
+    timer = gr.Timer(POLL_SECONDS)
+    defaults = TrainConfig()
+    method_controls: list[tuple[str, str, Any]] = []
+
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            method = gr.Dropdown(list(METHODS), value=defaults.method, label="Method")
+            method_info = gr.Markdown(METHODS[defaults.method].description, elem_classes=["ssl-hint"])
+            groups = {}
+            for name, method_class in METHODS.items():
+                with gr.Accordion(f"{name} settings", open=False, visible=name == defaults.method) as group:
+                    for field in method_class.Params.describe():
+                        method_controls.append((name, field["name"], _method_control(field)))
+                groups[name] = group
+            encoder = gr.Dropdown(list(ENCODERS), value=defaults.encoder, label="Encoder")
+            dataset, folder = data_source_picker()
+            with gr.Row():
+                image_size = gr.Number(defaults.image_size, precision=0, label="Image size (px)")
+                epochs = gr.Number(defaults.epochs, precision=0, label="Epochs")
+            with gr.Row():
+                batch_size = gr.Number(defaults.batch_size, precision=0, label="Batch size")
+                learning_rate = gr.Number(defaults.learning_rate, label="Learning rate")
+            with gr.Row():
+                optimizer = gr.Dropdown(list(OPTIMIZERS), value=defaults.optimizer, label="Optimizer")
+                precision = gr.Dropdown(list(PRECISIONS), value=defaults.precision, label="Precision")
+            with gr.Row():
+                augment = gr.Dropdown(list(PRESETS), value=defaults.augment, label="Augmentation preset")
+                log_every = gr.Number(5, precision=0, label="Chart update every N steps",
+                                      info="each update is a device → host sync")
+            backends = installed_backends()
+            backend = gr.Dropdown(backends, value=BACKEND if BACKEND in backends else backends[0], label="Keras backend",
+                                  info=f"this app computes on {device_description()}; training runs in its own process")
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="train-start", min_width=80)
+                stop = gr.Button("Stop", variant="stop", elem_id="train-stop", min_width=80, interactive=False)
+                resume = gr.Button("Resume", elem_id="train-resume", min_width=80, interactive=False)
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="train-status")
+            progress = gr.HTML(elem_id="train-progress")
+            figure = gr.Plot(show_label=False, elem_id="train-chart")
+            with gr.Row():
+                run_picker = run_dropdown("Run shown", elem_id="train-run-picker",
+                                          info="the run this browser follows (kept across reloads)")
+                overlay = run_dropdown("Overlay another run", info="drawn dashed on the same charts")
+            with gr.Accordion("Baseline vs fine-tune (labelled data)", open=False):
+                gr.Markdown("Trains the same encoder architecture from scratch and fine-tunes this run's pretrained "
+                            "encoder, each with a linear head, on the labelled training split; compares their "
+                            "validation accuracy per epoch (as in keras.io's semi-supervised SimCLR example).")
+                with gr.Row():
+                    finetune_epochs = gr.Slider(1, finetune.MAX_EPOCHS, 10, step=1, label="Epochs (each model)")
+                    finetune_button = gr.Button("Train baseline + fine-tune", elem_id="train-finetune")
+                finetune_status = gr.Markdown()
+                finetune_plot = gr.Plot(show_label=False, elem_id="finetune-chart")
+
+    runs_frame = gr.Dataframe(headers=RUN_TABLE_HEADERS, label="Runs in the runs folder (click one to show it)",
+                              interactive=False, elem_id="train-runs", max_height=320,
+                              column_widths=["34%", "9%", "10%", "10%", "8%", "9%", "10%", "10%"])
+
+    # -- handlers --------------------------------------------------------------------------------------
+    def form_settings(method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer,
+                      precision, augment, log_every, method_values) -> dict:
+        params = {param: value for (owner, param, _), value in zip(method_controls, method_values) if owner == method}
+        return {"method": method, "method_params": params, "encoder": encoder, "data": data_source(dataset, folder),
+                "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "optimizer": optimizer, "precision": precision, "augment": augment, "log_every_steps": log_every}
+
+    @reports_errors(outputs=2)
+    def start_from_form(method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer,
+                        precision, augment, log_every, backend, *method_values):
+        settings = form_settings(method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate,
+                                 optimizer, precision, augment, log_every, method_values)
+        run_id = jobs_.start(settings, backend)
+        return run_id, message_html(f"{run_id}: queued", "warn")
+
+    @reports_errors(outputs=1)
+    def stop_current(run_id):
+        status = jobs_.stop(_required(run_id))
+        return message_html(f"{run_id}: {status['state']} — {status['message']}", "warn")
+
+    @reports_errors(outputs=1)
+    def resume_current(run_id):
+        jobs_.resume(_required(run_id))
+        return message_html(f"{run_id}: queued to resume from its last checkpoint", "warn")
+
+    def refresh(run_id, overlay_id, seen_before, force=False):
+        """Everything the timer redraws; each part only when it changed."""
+        signature = [jobs_.signature(run_id) if run_id else None, jobs_.signature(overlay_id) if overlay_id else None]
+        signature = [list(map(str, part)) if part else None for part in signature]
+        if not force and seen_before and seen_before.get("signature") == signature:
+            return (gr.skip(),) * 9
+        try:
+            state = jobs_.status(run_id)["state"] if run_id else None
+        except ValueError:   # the run folder was deleted under us
+            run_id, state = None, None
+        box, bar = status_view(context, run_id)
+        # The run lists change when a run changes state or finishes an epoch, not with every step.
+        progress_mark = f"{state}:{len(context.jobs.history(run_id)['epochs']) if state else 0}"
+        lists_changed = (force or not seen_before or seen_before.get("state") != progress_mark
+                         or seen_before.get("run") != run_id)
+        list_updates = ((gr.update(value=runs_table(context)), refreshed_runs(context, run_id),
+                         refreshed_runs(context, overlay_id, optional=True)) if lists_changed else (gr.skip(),) * 3)
+        buttons = (gr.update(interactive=state in jobs.LIVE_STATES), gr.update(interactive=state in jobs.RESUMABLE_STATES))
+        return (box, bar, chart(context, run_id, overlay_id), {"signature": signature, "state": progress_mark, "run": run_id},
+                *list_updates, *buttons)
+
+    def attach(run_id):
+        """Page (re)load: follow the remembered run, or else whatever is training right now."""
+        try:
+            jobs_.existing_run(run_id)
+        except ValueError:
+            newest = jobs_.runs()[:1]
+            run_id = jobs_.live_run() or (newest[0]["run_id"] if newest else None)
+        return (run_id, *refresh(run_id, None, None, force=True), finetune_view(context, run_id))
+
+    def show_run(run_id, overlay_id):
+        return (run_id, *refresh(run_id, overlay_id, None, force=True), finetune_view(context, run_id))
+
+    @reports_errors(outputs=2)
+    def compare_with_baseline(run_id, epochs, progress=gr.Progress()):
+        def on_epoch(name, epoch, total, logs):
+            done = epoch + (total if name == "finetuned" else 0)
+            progress(done / (2 * total), desc=f"{name}: epoch {epoch}/{total}, val acc {logs.get('val_accuracy', 0):.1%}")
+        result = finetune.baseline_vs_finetune(context.run_path(run_id), epochs=int(epochs), on_epoch=on_epoch)
+        final = result["final_val_accuracy"]
+        return plots.finetune_figure(result), message_html(
+            f"baseline {final['baseline']:.1%} · fine-tuned {final['finetuned']:.1%} validation accuracy after "
+            f"{result['epochs']} epochs on {result['labelled_images']} labelled images ({result['seconds']:.0f} s)", "ok")
+
+    # -- events ----------------------------------------------------------------------------------------
+    method.change(lambda name: [gr.update(value=METHODS[name].description)] +
+                  [gr.update(visible=owner == name) for owner in groups], method, [method_info, *groups.values()],
+                  api_name="show_method_settings", api_visibility="private", queue=False)
+    form = [method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer, precision,
+            augment, log_every, backend, *[control for _, _, control in method_controls]]
+    light = dict(concurrency_id="train-actions", concurrency_limit=4)
+    start.click(start_from_form, form, [current_run, status], api_name="start_from_form",
+                api_visibility="undocumented", **light)
+    stop.click(stop_current, current_run, status, api_name="stop_current", api_visibility="undocumented", **light)
+    resume.click(resume_current, current_run, status, api_name="resume_current", api_visibility="undocumented", **light)
+
+    view_outputs = [status, progress, figure, seen, runs_frame, run_picker, overlay, stop, resume]
+    # The poll has its own unlimited group, so a chart refresh never waits behind a preview or an embedding.
+    timer.tick(refresh, [current_run, overlay, seen], view_outputs, api_name="poll_training",
+               api_visibility="private", concurrency_id="poll", concurrency_limit=None, show_progress="hidden")
+    context.demo.load(attach, current_run, [current_run, *view_outputs, finetune_plot], api_name="attach_training",
+                      api_visibility="private", concurrency_id="poll", concurrency_limit=None)
+    run_picker.input(show_run, [run_picker, overlay], [current_run, *view_outputs, finetune_plot],
+                     api_name="show_run", api_visibility="undocumented", concurrency_id="poll", concurrency_limit=None)
+    tab.select(lambda run_id, overlay_id: refresh(run_id, overlay_id, None, force=True), [current_run, overlay],
+               view_outputs, api_name="refresh_training_view", api_visibility="private", concurrency_id="poll",
+               concurrency_limit=None)
+
+    def select_row(overlay_id, event: gr.SelectData):
+        row = event.row_value or runs_table(context)[event.index[0]]
+        return show_run(row[0], overlay_id)
+
+    runs_frame.select(select_row, overlay, [current_run, *view_outputs, finetune_plot], api_name="pick_run_from_table",
+                      api_visibility="private", concurrency_id="poll", concurrency_limit=None)
+    overlay.input(lambda run_id, overlay_id: chart(context, run_id, overlay_id), [current_run, overlay], figure,
+                  api_name="overlay_run", api_visibility="undocumented", concurrency_id="poll", concurrency_limit=None)
+    finetune_button.click(compare_with_baseline, [current_run, finetune_epochs], [finetune_plot, finetune_status],
+                          api_name="baseline_vs_finetune", concurrency_id="finetune", concurrency_limit=1)
+    register_api(jobs_)
+
+
+def register_api(jobs_: jobs.JobManager) -> None:
+    """JSON endpoints for scripts (gradio_client): the same actions as the page's buttons, without the page."""
+    @api_errors
+    def start_training(settings: dict, backend: str = "") -> str:
+        """Validate the training settings (TrainConfig fields) and queue a run; returns its run id."""
+        return jobs_.start(settings, backend or None)
+
+    @api_errors
+    def stop_training(run_id: str) -> dict:
+        """Ask a run to stop after its current step (it saves a checkpoint and stays resumable)."""
+        return jobs_.stop(run_id)
+
+    @api_errors
+    def resume_training(run_id: str) -> dict:
+        """Queue a stopped, failed or interrupted run to continue from its last checkpoint."""
+        jobs_.resume(run_id)
+        return jobs_.status(run_id)
+
+    @api_errors
+    def training_status(run_id: str) -> dict:
+        """A run's state and progress, with every per-step and per-epoch row logged so far."""
+        history = jobs_.history(run_id)
+        return {**jobs_.status(run_id), "step_rows": history["steps"], "epoch_rows": history["epochs"]}
+
+    def list_runs() -> list:
+        """Every run in the runs folder, newest first, with its final figures."""
+        return jobs_.runs()
+
+    for endpoint in (start_training, stop_training, resume_training, training_status):
+        gr.api(endpoint, api_name=endpoint.__name__, concurrency_id="train-actions", concurrency_limit=4)
+    gr.api(list_runs, api_name="list_runs", concurrency_id="poll", concurrency_limit=None)
+
+
+def _required(run_id: str | None) -> str:
+    if not run_id:
+        raise ValueError("No run selected: start one, or pick one under 'Run shown'")
+    return run_id

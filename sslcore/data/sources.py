@@ -1,0 +1,66 @@
+"""The entry point: a source string ('digits', 'folder:PATH', 'tfds:NAME') -> `Dataset`.
+
+Only dispatch and argument checks live here; each kind of source has its own module.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sslcore.data.dataset import DataError, Dataset, _check_image_size, _check_test_fraction
+from sslcore.data.digits import _load_digits
+from sslcore.data.folders import _dataset_from_folder, load_folder
+from sslcore.data.tfds_source import _load_tfds, _tfds_is_prepared
+
+SOURCE_FORMS = "'digits', 'folder:PATH' or 'tfds:NAME' (e.g. 'tfds:cifar10', 'tfds:stl10')"
+
+# Only these are offered by describe_sources(): the datasets sslcore's recipes are tuned for.
+OFFERED_TFDS_DATASETS = ("cifar10", "stl10")
+
+
+def load(
+    source: str,
+    image_size: int,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+    cache_dir: str | None = None,
+    tfds_data_dir: str | None = None,
+    download: bool = False,
+) -> Dataset:
+    """Load `source` as square RGB uint8 images of side `image_size`.
+
+    `test_fraction` and `seed` decide the stratified hold-out of labelled sources that come without
+    a test split of their own (digits, class-per-subfolder folders).
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a string such as {SOURCE_FORMS}, got {type(source).__name__}")
+    _check_image_size(image_size)
+    _check_test_fraction(test_fraction)
+    kind, _, argument = source.partition(":")
+    if source == "digits":
+        return _load_digits(image_size, test_fraction=test_fraction, seed=seed)
+    if kind == "folder" and argument:
+        folder = load_folder(argument, image_size, skip_bad_images=skip_bad_images, cache_dir=cache_dir)
+        return _dataset_from_folder(source, folder, test_fraction=test_fraction, seed=seed)
+    if kind == "tfds" and argument:
+        return _load_tfds(
+            source, argument, image_size,
+            test_fraction=test_fraction, seed=seed, data_dir=tfds_data_dir, download=download,
+        )
+    raise DataError(_unknown_source_message(source))
+
+
+def describe_sources(tfds_data_dir: str | None = None) -> list[str]:
+    """The sources this machine can load right now, without internet: always 'digits', plus the
+    offered TFDS datasets that are already prepared in the TFDS data directory."""
+    prepared = [name for name in OFFERED_TFDS_DATASETS if _tfds_is_prepared(name, tfds_data_dir)]
+    return ["digits"] + [f"tfds:{name}" for name in prepared]
+
+
+def _unknown_source_message(source: str) -> str:
+    message = f"Unknown data source {source!r}. Valid forms: {SOURCE_FORMS}."
+    if os.path.isdir(os.path.expanduser(source)):
+        message += f" To train on that directory, write 'folder:{source}'."
+    return message

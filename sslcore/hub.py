@@ -1,0 +1,569 @@
+"""Share a finished run on the Hugging Face Hub, and get it back as a working encoder + classifier.
+
+A pushed repository holds
+
+    encoder.keras        feature extractor: RGB pixels 0–255 → features (Keras 3 format, loads with plain Keras)
+    classifier.keras     encoder + linear head + softmax → class probabilities (runs on labelled data only)
+    config.json          the run's training config plus ``class_names`` and ``sslcore_version``
+    metrics.jsonl        one row per epoch
+    training_curves.png, tsne.png    when plotly can write PNG files (it needs the ``kaleido`` package)
+    README.md            the model card (``sslcore.model_card``): metadata, kNN / linear accuracy, config, usage
+
+``push`` measures kNN and linear accuracy with the published protocol (k = 200, τ = 0.1 cosine; logistic
+regression on standardised features) on the run's held-out split, uploads the models and files in one commit
+(``HfApi.create_repo(exist_ok=True)`` + ``upload_folder``), then the card in a second one, so the card never
+describes weights that are not there yet. ``load`` takes ``hf://user/name``, ``user/name`` or a local run folder.
+
+The token comes from the caller (the Hub page's field or ``--token``), else ``HF_TOKEN``, else the login saved by
+``hf auth login`` (``huggingface_hub.get_token()``). It is only ever sent in the Authorization header: it is not
+written to the run folder, the repository or the card, and it is scrubbed from every error message. Network
+failures are retried a few times with backoff before the error says what to check.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from sslcore.runs import RunDir, write_json_atomic
+
+RETRY_ATTEMPTS = 3            # tries of each Hub call that fails on the network or with a 5xx / 429
+RETRY_BACKOFF_SECONDS = 1.0   # wait before the 2nd try; doubles each time
+TOKENS_PAGE = "https://huggingface.co/settings/tokens"
+PUSHED_FILES = ("encoder.keras", "classifier.keras", "metrics.jsonl")
+MAX_TSNE_POINTS = 1000
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class HubError(RuntimeError):
+    """A push or load that failed for a reason the user can act on. The message never contains the token.
+
+    ``kind`` is one of no_token, bad_token, forbidden, not_found, network, server, no_model, no_data, bad_repo, failed.
+    """
+
+    INPUT_KINDS = ("no_token", "no_model", "no_data", "bad_repo")
+
+    def __init__(self, message: str, kind: str = "failed"):
+        super().__init__(message)
+        self.kind = kind
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit status: 2 for something to fix in the command, 1 for a failure on the way."""
+        return 2 if self.kind in self.INPUT_KINDS else 1
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    url: str
+    commit_url: str
+    private: bool
+    files: list[str]
+    evaluation: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        evaluation = self.evaluation or {}
+        return {"repo_id": self.repo_id, "url": self.url, "commit_url": self.commit_url, "private": self.private,
+                "files": self.files, "knn_accuracy": evaluation.get("knn_accuracy"),
+                "linear_accuracy": evaluation.get("linear_accuracy"), "notes": self.notes}
+
+
+# ---------------------------------------------------------------------------------------------- token
+
+
+def resolve_token(token: str | None = None) -> tuple[str, str]:
+    """(token, where it came from): the given one, else HF_TOKEN, else the saved ``hf auth login`` token."""
+    if token and token.strip():
+        return token.strip(), "the token you gave"
+    from_env = os.environ.get("HF_TOKEN", "").strip()
+    if from_env:
+        return from_env, "the HF_TOKEN environment variable"
+    from huggingface_hub import get_token
+
+    saved = get_token()
+    if saved:
+        return saved, "the token saved by `hf auth login`"
+    raise HubError("No Hugging Face token: paste one in the token field, pass --token, set HF_TOKEN, or run "
+                   f"`hf auth login` once. Create a token with write access at {TOKENS_PAGE}.", kind="no_token")
+
+
+def scrub(text: str, token: str | None) -> str:
+    """``text`` with every occurrence of the token replaced (error messages may quote request details)."""
+    if token:
+        text = text.replace(token, "hf_***")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- errors and retries
+
+
+def _http_error(error: BaseException):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, HfHubHTTPError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _network_error(error: BaseException):
+    import httpx2
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    seen, found = set(), None
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, httpx2.TransportError):
+            return error  # the root cause (ConnectError, ReadTimeout...) says more than its wrappers
+        if found is None and isinstance(error, (ConnectionError, TimeoutError, LocalEntryNotFoundError)):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def _status(error) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _server_message(error) -> str:
+    """The Hub's own words for an HTTP error (its JSON ``error``), else the client's message."""
+    server = getattr(error, "server_message", None)
+    text = server or str(error)
+    return " ".join(text.split())[:400]
+
+
+@dataclass
+class _Context:
+    """What an error message needs to say something useful."""
+    endpoint: str
+    repo_id: str
+    token: str | None = None
+    token_source: str = ""
+    user: str | None = None
+    action: str = "reach the Hub"
+    attempts: int = RETRY_ATTEMPTS
+
+
+def _explain(error: BaseException, context: _Context) -> HubError:
+    token, where = context.token, context.endpoint
+    http = _http_error(error)
+    if http is not None:
+        status = _status(http)
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        if isinstance(http, RepositoryNotFoundError):
+            return HubError(f"The model repo {context.repo_id} was not found on {where}, or it is private and "
+                            + (f"{context.token_source} cannot read it." if token else
+                               "no token was given (pass --token, set HF_TOKEN or run `hf auth login`)."),
+                            kind="not_found")
+        if status == 401:
+            return HubError(f"The Hub rejected {context.token_source or 'the token'} (401 Unauthorized): it is wrong, "
+                            f"expired or revoked. Create a token with write access at {TOKENS_PAGE} and pass it "
+                            "with --token, HF_TOKEN or `hf auth login`.", kind="bad_token")
+        if status == 403:
+            return _forbidden(context)
+        if status is not None and (status >= 500 or status == 429):
+            return HubError(f"The Hub at {where} kept failing ({status}) to {context.action} after "
+                            f"{context.attempts} attempts: {scrub(_server_message(http), token)}. Try again in a few "
+                            "minutes; https://status.huggingface.co shows outages.", kind="server")
+        return HubError(f"The Hub refused to {context.action} ({status}): {scrub(_server_message(http), token)}",
+                        kind="failed")
+    network = _network_error(error)
+    if network is not None:
+        return HubError(f"Could not reach the Hub at {where} to {context.action} (tried {context.attempts} times: "
+                        f"{type(network).__name__}: {scrub(' '.join(str(network).split())[:200], token)}). Check your "
+                        "internet connection, any proxy (HTTPS_PROXY), and HF_ENDPOINT if you set it; then try again.",
+                        kind="network")
+    return HubError(f"Could not {context.action}: {type(error).__name__}: {scrub(str(error), token)}", kind="failed")
+
+
+def _forbidden(context: _Context) -> HubError:
+    namespace = context.repo_id.split("/")[0]
+    who = f"user {context.user}" if context.user else "this token"
+    instead = (f" Push to {context.user}/{context.repo_id.split('/')[-1]} instead, or use" if context.user and
+               context.user != namespace else " Use")
+    return HubError(f"Not allowed to write to {context.repo_id} (403 Forbidden): {who} cannot write to the "
+                    f"'{namespace}' namespace: it belongs to another user or to an organisation you are not a writer "
+                    f"of, or the token is read-only.{instead} a token with write access to '{namespace}' "
+                    f"({TOKENS_PAGE}).", kind="forbidden")
+
+
+def _retryable(error: BaseException) -> bool:
+    http = _http_error(error)
+    if http is not None:
+        status = _status(http)
+        return status is not None and (status >= 500 or status == 429)
+    return _network_error(error) is not None
+
+
+def _call(context: _Context, action: str, fn: Callable[[], Any], *, attempts: int, backoff_seconds: float,
+          progress: Callable[[str], None] | None = None) -> Any:
+    """``fn()`` with retries on network failures and 5xx / 429; any failure becomes a HubError without the token."""
+    context.action, context.attempts = action, attempts
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except HubError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure is explained (and scrubbed) below
+            if attempt < attempts and _retryable(error):
+                wait = backoff_seconds * 2 ** (attempt - 1)
+                if progress:
+                    progress(f"{action}: {type(error).__name__}; retrying in {wait:.1f} s ({attempt}/{attempts})")
+                time.sleep(wait)
+                continue
+            explained = _explain(error, context)
+            raise explained from None
+
+
+# ---------------------------------------------------------------------------------------------- push
+
+
+def check_repo_id(repo_id: str) -> str:
+    repo_id = (repo_id or "").strip()
+    if repo_id.startswith("hf://"):
+        repo_id = repo_id[5:]
+    if not repo_id:
+        raise HubError("Give the repository as USER/NAME (or just NAME to use your own namespace)", kind="bad_repo")
+    if not (_REPO_ID.match(repo_id) or _REPO_NAME.match(repo_id)) or ".." in repo_id or repo_id.endswith((".git", ".")):
+        raise HubError(f"{repo_id!r} is not a valid repository name: use USER/NAME with letters, digits, '-', '_' "
+                       "or '.' (e.g. alice/simclr-digits)", kind="bad_repo")
+    return repo_id
+
+
+def finished_run(run_dir: str | os.PathLike) -> RunDir:
+    run = RunDir(run_dir)
+    if not run.exists():
+        raise HubError(f"{run_dir} is not a run folder (no config.json)", kind="no_model")
+    if not run.encoder_path.exists():
+        raise HubError(f"Run {run.name} has no trained model (no encoder.keras): it has not finished. Resume it "
+                       "(python -m sslcore train --resume --out RUN) and push once it has.", kind="no_model")
+    return run
+
+
+def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool = False,
+         endpoint: str | None = None, evaluate: bool = True, license: str | None = None,
+         commit_message: str | None = None, attempts: int = RETRY_ATTEMPTS,
+         backoff_seconds: float = RETRY_BACKOFF_SECONDS, progress: Callable[[str], None] | None = None) -> PushResult:
+    """Push a finished run to ``repo_id`` (``USER/NAME``, or ``NAME`` for the token owner's namespace).
+
+    ``evaluate`` measures kNN and linear accuracy on the run's held-out split for the card (it needs the run's data);
+    without it the card reports the last epoch's kNN figure from training. Raises HubError with a message that
+    says what to do, never containing the token.
+    """
+    from huggingface_hub import HfApi, constants
+
+    say = progress or (lambda message: None)
+    run = finished_run(run_dir)
+    repo_id = check_repo_id(repo_id)
+    token, token_source = resolve_token(token)
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    context = _Context(endpoint=endpoint, repo_id=repo_id, token=token, token_source=token_source)
+    api = HfApi(endpoint=endpoint, token=token, library_name="sslcore", library_version=_version())
+    retry = dict(attempts=attempts, backoff_seconds=backoff_seconds, progress=say)
+
+    say("checking the token")
+    who = _call(context, "check the token", lambda: api.whoami(), **retry)
+    context.user = who.get("name")
+    if "/" not in repo_id:
+        repo_id = f"{context.user}/{repo_id}"
+        context.repo_id = repo_id
+    namespace = repo_id.split("/")[0]
+    writable = {context.user, *(org.get("name") for org in who.get("orgs", []) if isinstance(org, dict))}
+    if namespace not in writable:
+        raise _forbidden(context)  # before measuring anything; the Hub would answer 403 to create_repo / the commit
+
+    config = run.config()
+    with tempfile.TemporaryDirectory(prefix="sslcore-push-") as staging:
+        stage = Path(staging)
+        say("measuring kNN and linear accuracy" if evaluate else "reading the run")
+        evaluation, class_names, features = _evaluation(run, config, evaluate)
+        files, notes = _stage_files(run, config, class_names, stage)
+        images, image_notes = _write_images(run, class_names, features, stage, say)
+        files += images
+        notes += image_notes
+        say(f"creating {repo_id}")
+        repo_url = _call(context, f"create {repo_id}",
+                         lambda: api.create_repo(repo_id, private=private, exist_ok=True), **retry)
+        say(f"uploading {', '.join(files)}")
+        commit = _call(context, f"upload the model files to {repo_id}", lambda: api.upload_folder(
+            repo_id=repo_id, folder_path=stage, commit_message=commit_message or f"Upload sslcore run {run.name}"),
+            **retry)
+        from sslcore.model_card import build_model_card
+
+        card = build_model_card(repo_id=repo_id, config=config, class_names=class_names,
+                                evaluation=evaluation, files=files, notes=notes, sslcore_version=_version(),
+                                license=license)
+        card_path = stage / "README.md"
+        card_path.write_text(str(card), encoding="utf-8")
+        say("uploading the model card")
+        commit = _call(context, f"upload the model card to {repo_id}", lambda: api.upload_file(
+            path_or_fileobj=str(card_path), path_in_repo="README.md", repo_id=repo_id,
+            commit_message="Model card (sslcore)"), **retry)
+    url = str(repo_url).rstrip("/") if repo_url else f"{endpoint}/{repo_id}"
+    return PushResult(repo_id=repo_id, url=url, commit_url=str(getattr(commit, "commit_url", commit)), private=private,
+                      files=[*files, "README.md"], evaluation=evaluation, notes=notes)
+
+
+def _version() -> str:
+    try:
+        import sslcore
+
+        return getattr(sslcore, "__version__", "")
+    except Exception:  # noqa: BLE001 - a version string is never worth failing a push
+        return ""
+
+
+def _evaluation(run: RunDir, config: dict, evaluate: bool) -> tuple[dict | None, list[str], dict | None]:
+    """(figures for the card, class names, held-out features for the t-SNE image)."""
+    classifier_classes = _classifier_classes(run)
+    try:
+        data = _run_data(config)
+    except Exception as error:  # noqa: BLE001 - the data may be gone; say so, or push without measuring
+        if evaluate:
+            raise HubError(f"push measures kNN and linear accuracy on the run's data and reads its class names, but "
+                           f"{config.get('data')} cannot be loaded here ({error}). Make the data available, or push "
+                           "with --no-eval to report the training-time kNN figure instead.", kind="no_data") from None
+        data = None
+    class_names = list(data.class_names) if data is not None else [str(i) for i in range(classifier_classes)]
+    if not evaluate or data is None or data.test_images is None or data.labelled_images is None:
+        last = next((row for row in reversed(run.epochs()) if row.get("knn_accuracy") is not None), None)
+        if last is None:
+            return None, class_names, None
+        evaluation = {"knn_accuracy": last["knn_accuracy"], "linear_accuracy": None,
+                      "knn_k": config.get("knn_k", 200), "knn_temperature": config.get("knn_temperature", 0.1),
+                      "test_images": None, "train_images": None,
+                      "measured": f"The kNN figure is the trainer's, from the end of epoch {last['epoch']} (bank and "
+                                  "test split capped at the config's knn_bank_size / eval_size); the linear probe was "
+                                  "not measured (pushed without evaluation)."}
+        return evaluation, class_names, None
+    import keras
+
+    from sslcore import evaluate as protocol
+
+    encoder = keras.saving.load_model(run.encoder_path, compile=False)
+    embed = lambda images: np.asarray(encoder.predict(images.astype("float32"), batch_size=256, verbose=0), dtype="float32")
+    bank, bank_labels = embed(data.labelled_images), data.labelled_labels
+    test, test_labels = embed(data.test_images), data.test_labels
+    k, temperature = int(config.get("knn_k", 200)), float(config.get("knn_temperature", 0.1))
+    evaluation = {"knn_accuracy": protocol.knn_accuracy(bank, bank_labels, test, test_labels, k=k, temperature=temperature),
+                  "linear_accuracy": protocol.linear_accuracy(bank, bank_labels, test, test_labels),
+                  "knn_k": k, "knn_temperature": temperature, "train_images": int(len(bank)),
+                  "test_images": int(len(test)), "measured": "Measured when the model was pushed."}
+    return evaluation, class_names, {"features": test, "labels": test_labels}
+
+
+def _run_data(config: dict):
+    from sslcore.data import load
+
+    return load(config["data"], int(config["image_size"]), test_fraction=float(config.get("test_fraction", 0.2)),
+                seed=int(config.get("seed", 0)), skip_bad_images=bool(config.get("skip_bad_images", False)),
+                tfds_data_dir=config.get("tfds_data_dir"))
+
+
+def _classifier_classes(run: RunDir) -> int:
+    """How many classes classifier.keras predicts, read from its saved config (no model build)."""
+    if not run.classifier_path.exists():
+        return 0
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(run.classifier_path) as archive:
+            text = archive.read("config.json").decode()
+        units = [int(u) for u in re.findall(r'"units":\s*(\d+)', text)]
+        return units[-1] if units else 0
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError):
+        return 0
+
+
+def _stage_files(run: RunDir, config: dict, class_names: list[str], stage: Path) -> tuple[list[str], list[str]]:
+    files, notes = [], []
+    for name in PUSHED_FILES:
+        source = run.path / name
+        if source.exists():
+            shutil.copy2(source, stage / name)
+            files.append(name)
+    if "classifier.keras" not in files:
+        notes.append("No classifier.keras: the run's data had no labels, so only the encoder is shared.")
+    write_json_atomic(stage / "config.json", {**config, "class_names": class_names, "num_classes": len(class_names),
+                                              "sslcore_version": _version()})
+    files.insert(2 if "classifier.keras" in files else 1, "config.json")
+    return files, notes
+
+
+def _write_images(run: RunDir, class_names: list[str], features: dict | None, stage: Path,
+                  say: Callable[[str], None]) -> tuple[list[str], list[str]]:
+    """Training curves and t-SNE as PNG through sslcore.plots, when plotly can write PNGs; else a note saying why."""
+    try:
+        from sslcore import plots
+    except ImportError:
+        return [], ["No training-curve or t-SNE images: sslcore.plots is not available."]
+    if importlib.util.find_spec("kaleido") is None:
+        return [], ["No training-curve or t-SNE images: plotly needs the `kaleido` package to write PNG files "
+                    "(pip install kaleido). The per-epoch figures are in metrics.jsonl."]
+    written, notes = [], []
+    say("drawing the training curves and t-SNE")
+    try:
+        figure = plots.training_figure([(run.name, run.steps(), run.epochs())])
+        figure.write_image(stage / "training_curves.png", width=1000, height=560)
+        written.append("training_curves.png")
+    except Exception as error:  # noqa: BLE001 - an image is never worth failing a push
+        notes.append(f"No training-curve image: writing the PNG failed ({type(error).__name__}: {error}).")
+    if features is not None:
+        try:
+            from sslcore import evaluate as protocol
+
+            chosen = np.random.default_rng(0).permutation(len(features["features"]))[:MAX_TSNE_POINTS]
+            points = protocol.tsne(features["features"][chosen])
+            figure = plots.tsne_figure(points, features["labels"][chosen], class_names)
+            figure.write_image(stage / "tsne.png", width=800, height=700)
+            written.append("tsne.png")
+        except Exception as error:  # noqa: BLE001
+            notes.append(f"No t-SNE image: writing the PNG failed ({type(error).__name__}: {error}).")
+    return written, notes
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadedModel:
+    """A run's encoder and classifier with what it takes to use them on image files."""
+    encoder: Any
+    classifier: Any | None
+    class_names: list[str]
+    image_size: int
+    config: dict
+    source: str
+
+    def embed(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Features for uint8 (or 0–255 float) images of shape (N, S, S, 3)."""
+        return np.asarray(self.encoder.predict(np.asarray(images, dtype="float32"), batch_size=batch_size, verbose=0),
+                          dtype="float32")
+
+    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (N, classes)."""
+        if self.classifier is None:
+            raise ValueError(f"{self.source} has no classifier (its data had no labels): use embed() for features")
+        return np.asarray(self.classifier.predict(np.asarray(images, dtype="float32"), batch_size=batch_size,
+                                                  verbose=0), dtype="float64")
+
+    def classify_files(self, files: Sequence[str | os.PathLike], top_k: int = 3,
+                       names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Top classes of each image file; a file that is not an image gets its own error instead."""
+        from sslcore.data import DataError, decode_image
+
+        if self.classifier is None:
+            raise ValueError(f"{self.source} has no classifier (its data had no labels), so it cannot classify")
+        results, decoded = [], []
+        for position, file in enumerate(files):
+            name = names[position] if names else os.fspath(file)
+            try:
+                decoded.append((len(results), decode_image(file, self.image_size, name=name)))
+                results.append({"file": name, "predictions": [], "error": None})
+            except DataError as error:
+                results.append({"file": name, "predictions": [], "error": str(error)})
+        if decoded:
+            probabilities = self.predict(np.stack([image for _, image in decoded]))
+            for (position, _), scores in zip(decoded, probabilities):
+                top = np.argsort(scores)[::-1][: max(1, int(top_k))]
+                results[position]["predictions"] = [
+                    {"class": self.class_names[i] if i < len(self.class_names) else str(i),
+                     "probability": float(scores[i])} for i in top]
+        return results
+
+
+def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | None = None,
+         revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+         attempts: int = RETRY_ATTEMPTS, backoff_seconds: float = RETRY_BACKOFF_SECONDS) -> LoadedModel:
+    """A pushed model (``hf://user/name`` or ``user/name``) or a local run folder, ready to embed and classify.
+
+    From the Hub only ``config.json`` and the ``.keras`` files are downloaded (into the Hugging Face cache, so a
+    second load works offline). A private repo needs a token: ``token``, else HF_TOKEN, else ``hf auth login``.
+    """
+    source = os.fspath(model)
+    if source.startswith("hf://") or (not os.path.exists(source) and _REPO_ID.match(source)):
+        folder = _download(check_repo_id(source), token=token, endpoint=endpoint, revision=revision,
+                           cache_dir=cache_dir, attempts=attempts, backoff_seconds=backoff_seconds)
+        label = source if source.startswith("hf://") else f"hf://{source}"
+    elif os.path.isdir(source):
+        folder, label = Path(source), source
+    else:
+        raise FileNotFoundError(f"{source} is neither a run folder nor a Hub model (hf://USER/NAME)")
+    return _load_folder(Path(folder), label)
+
+
+def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, backoff_seconds) -> Path:
+    from huggingface_hub import constants, snapshot_download
+
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    given = token.strip() if token and token.strip() else None
+    context = _Context(endpoint=endpoint, repo_id=repo_id, token=given or os.environ.get("HF_TOKEN") or _saved_token(),
+                       token_source="the token you gave" if given else "your HF_TOKEN / `hf auth login` token")
+    if context.token is None:
+        context.token_source = ""
+    folder = _call(context, f"download {repo_id}", lambda: snapshot_download(
+        repo_id, revision=revision, endpoint=endpoint, token=given, cache_dir=cache_dir,
+        allow_patterns=["config.json", "*.keras"], library_name="sslcore", library_version=_version()),
+        attempts=attempts, backoff_seconds=backoff_seconds)
+    if not (Path(folder) / "encoder.keras").exists():
+        raise HubError(f"{repo_id} is not an sslcore model: it has no encoder.keras", kind="not_found")
+    return Path(folder)
+
+
+def _saved_token() -> str | None:
+    try:
+        from huggingface_hub import get_token
+
+        return get_token()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _load_folder(folder: Path, label: str) -> LoadedModel:
+    import json
+
+    import keras
+
+    run = RunDir(folder)
+    if not run.encoder_path.exists():
+        raise HubError(f"{label} has no trained model (no encoder.keras): "
+                       + ("it has not finished" if run.exists() else "it is not an sslcore run or model"),
+                       kind="no_model")
+    config = json.loads(run.config_path.read_text()) if run.config_path.exists() else {}
+    encoder = keras.saving.load_model(run.encoder_path, compile=False)
+    classifier = keras.saving.load_model(run.classifier_path, compile=False) if run.classifier_path.exists() else None
+    image_size = int(config.get("image_size") or encoder.input_shape[1])
+    class_names = config.get("class_names")
+    if class_names is None and classifier is not None:
+        class_names = _class_names_from_data(config, int(classifier.output_shape[-1]), label)
+    extras = ("class_names", "num_classes", "sslcore_version")
+    return LoadedModel(encoder=encoder, classifier=classifier, class_names=list(class_names or []),
+                       image_size=image_size, config={k: v for k, v in config.items() if k not in extras}, source=label)
+
+
+def _class_names_from_data(config: dict, count: int, label: str) -> list[str]:
+    """A local run folder does not record class names: they are the data's (the same split the trainer used)."""
+    try:
+        return list(_run_data(config).class_names)
+    except Exception as error:  # noqa: BLE001
+        warnings.warn(f"{label}: class names unknown ({config.get('data')} cannot be loaded: {error}); "
+                      "classes are shown by index")
+        return [str(i) for i in range(count)]

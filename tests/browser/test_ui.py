@@ -1,0 +1,216 @@
+"""Click through every page of `python app.py` in Chromium, train a short digits run, and save screenshots.
+
+The screenshots land in docs/screenshots/<page>.png (the README shows them). The tests share one browser page
+and run in order: Train's run is what Explore and Classify look at.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("browser-runs")
+    port = free_port()
+    # Without KERAS_BACKEND (this test process set it on importing sslcore) the app picks its backend itself.
+    environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    environment.update(SSLCORE_RUNS=str(runs), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+                       GRADIO_ANALYTICS_ENABLED="False")
+    log = open(runs / "app.log", "wb")
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError(f"app.py exited: {(runs / 'app.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    _end_training_processes(runs)
+    log.close()
+
+
+def _end_training_processes(runs: Path) -> None:
+    """Training runs in processes of their own session: end any still going so the test leaves nothing behind."""
+    import json
+
+    for status in runs.glob("*/status.json"):
+        state = json.loads(status.read_text())
+        if state.get("state") == "running" and state.get("pid"):
+            try:
+                os.kill(state["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.goto(app_url)
+        tab.wait_for_selector("#augment-status .ssl-ok", timeout=60_000)
+        yield tab
+        browser.close()
+        assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def open_tab(page, name):
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(500)
+
+
+def screenshot(page, name, hover=None):
+    """Save docs/screenshots/<name>.png without toasts in the way, with the mouse on ``hover`` (x, y) if given."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for close in page.locator(".toast-close").all():
+        close.click()
+    page.mouse.move(*(hover or (0, 0)))
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def plot_traces(page, selector) -> list[dict]:
+    """Name and point count of each trace plotly has drawn in the element."""
+    return page.evaluate("""selector => {
+        const plot = document.querySelector(selector + ' .js-plotly-plot');
+        return plot && plot.data ? plot.data.map(t => ({name: t.name || '', points: (t.x || []).length})) : [];
+    }""", selector)
+
+
+def wait_until(condition, timeout=120.0, every=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    raise TimeoutError("the page did not get there in time")
+
+
+def test_augment_page_shows_originals_and_views(page):
+    for name in ("custom", "weak", "strong", "simclr"):
+        assert page.locator(f"#augment-{name} img").count() == 1, name
+    before = page.locator("#augment-custom img").get_attribute("src")
+    page.locator("#augment-redraw").click()
+    wait_until(lambda: page.locator("#augment-custom img").get_attribute("src") != before, timeout=30)
+    assert "seed 1" in page.locator("#augment-status").inner_text()
+    screenshot(page, "augment")
+
+
+def test_train_page_runs_a_short_job_with_live_charts(page):
+    open_tab(page, "Train")
+    page.get_by_label("Epochs").fill("0")
+    page.locator("#train-start").click()
+    wait_until(lambda: "epochs must be at least 1" in page.locator("#train-status").inner_text(), timeout=20)
+    page.get_by_label("Epochs").fill("3")
+    page.get_by_label("Batch size").fill("128")
+    page.locator("#train-start").click()
+    wait_until(lambda: any(trace["points"] > 0 for trace in plot_traces(page, "#train-chart")), timeout=120)
+    assert "running" in page.locator("#train-status").inner_text() or "finished" in page.locator("#train-status").inner_text()
+    wait_until(lambda: "finished" in page.locator("#train-status").inner_text(), timeout=150)
+    page.wait_for_timeout(1500)   # the last tick redraws the final epoch
+    assert any("per epoch" in trace["name"] for trace in plot_traces(page, "#train-chart"))
+    assert "finished" in page.locator("#train-runs").inner_text()
+    screenshot(page, "train")
+
+    # A reload re-attaches to the run this browser follows, with its whole history.
+    run_id = page.locator("#train-status").inner_text().split(":")[0].strip()
+    page.reload()
+    page.wait_for_selector("#augment-status .ssl-ok", timeout=60_000)
+    open_tab(page, "Train")
+    wait_until(lambda: run_id in page.locator("#train-status").inner_text(), timeout=30)
+    wait_until(lambda: sum(trace["points"] for trace in plot_traces(page, "#train-chart")) > 30, timeout=30)
+
+
+def test_explore_page_shows_tsne_neighbours_and_confusion(page):
+    open_tab(page, "Explore")
+    page.locator("#explore-show").click()
+    wait_until(lambda: len(plot_traces(page, "#tsne-plot")) == 10, timeout=90)
+    wait_until(lambda: "kNN accuracy" in page.locator("#explore-knn").inner_text(), timeout=60)
+    point = page.evaluate("""() => {
+        const plot = document.querySelector('#tsne-plot .js-plotly-plot');
+        const x = plot._fullLayout.xaxis, y = plot._fullLayout.yaxis, trace = plot._fullData[3];
+        const box = plot.getBoundingClientRect();
+        return [box.left + x._offset + x.l2p(trace.x[0]), box.top + y._offset + y.l2p(trace.y[0]), trace.customdata[0][0]];
+    }""")
+    page.mouse.move(point[0], point[1])
+    wait_until(lambda: page.locator("#ssl-tsne-tip").is_visible(), timeout=10)
+    assert page.locator("#ssl-tsne-tip img").get_attribute("src").startswith("data:image/png;base64,")
+    page.mouse.click(point[0], point[1])
+    wait_until(lambda: page.locator("#neighbor-gallery img").count() == 8, timeout=60)
+    assert page.locator("#neighbor-index input").input_value() == str(point[2])
+    screenshot(page, "explore", hover=point[:2])
+
+
+def digit_files(folder: Path) -> list[str]:
+    """Handwritten digits saved as a large colour PNG, a grayscale PNG and a transparent RGBA PNG."""
+    from sklearn.datasets import load_digits
+
+    digits = (load_digits().images * (255 / 16)).astype(np.uint8)
+    gray = Image.fromarray(digits[0]).resize((96, 96), Image.Resampling.BICUBIC)
+    opaque_centre = np.zeros((8, 8), np.uint8)
+    opaque_centre[1:-1, 1:-1] = 255
+    seven = Image.fromarray(digits[7])
+    pictures = {"zero-large-colour.png": gray.convert("RGB").resize((300, 300)), "three-gray.png": Image.fromarray(digits[3]),
+                "seven-rgba.png": Image.merge("RGBA", [seven, seven, seven, Image.fromarray(opaque_centre)])}
+    for name, picture in pictures.items():
+        picture.save(folder / name)
+    return [str(folder / name) for name in pictures]
+
+
+def test_classify_page_ranks_images_and_names_a_bad_file(page, tmp_path):
+    files = digit_files(tmp_path)
+    (tmp_path / "notes.txt").write_text("not an image")
+    files.append(str(tmp_path / "notes.txt"))
+    open_tab(page, "Classify")
+    page.locator("#classify-files input[type=file]").set_input_files(files)
+    page.wait_for_timeout(1000)
+    page.locator("#classify-button").click()
+    wait_until(lambda: page.locator("#classify-gallery img").count() == 3, timeout=60)
+    status = page.locator("#classify-status").inner_text()
+    assert "classified 3 of 4" in status and "notes.txt" in status and "not an image" in status
+    screenshot(page, "classify")
+
+
+def test_hub_page_opens_without_pushing(page):
+    """The Hub page needs the internet to push; here it is only opened, offline, and pictured."""
+    if page.get_by_role("tab", name="Hub").count() == 0:
+        pytest.skip("this app has no Hub page")
+    open_tab(page, "Hub")
+    wait_until(lambda: page.locator("#hub-push").is_visible(), timeout=10)
+    screenshot(page, "hub")
