@@ -3,7 +3,7 @@
 What users mean by a near-duplicate is the same picture after a crop, a resize, JPEG re-compression, a mirror
 flip or a brightness change. Hashing pixels misses flips and crops; a self-supervised encoder was trained to
 map exactly those edits of an image (its augmentations) to nearby embeddings, so the audit works in embedding
-space:
+space (how well depends on training: crops are the last edit a briefly trained encoder learns; docs/audit.md):
 
 1. **Exact copies** are found first by content hash (SHA-256 of the file bytes), similarity 1.0.
 2. **Near-duplicates** are pairs whose embeddings have cosine similarity ≥ ``threshold`` after whitening. The
@@ -13,10 +13,12 @@ space:
    copy detection: raw encoder features are ReLU outputs crowded into a narrow cone (unrelated CIFAR-10 images'
    nearest neighbours score 0.98), because a few directions, the ones that tell classes apart, carry most of
    the variance; whitened, the instance-specific directions count as much, nearest distinct images score ~0.65
-   and an edited copy still scores ~1. On CIFAR-10 this lifted resized and brightened copies from 8% to 34% and
-   98% caught at 1% false alarms over centring alone (docs/audit.md).
+   and a re-compressed, mirrored or brightened copy still scores ≥ 0.9 (docs/audit.md has the table).
 3. **Outliers** are scored by the mean cosine distance (1 − similarity) to their ``neighbors`` nearest other
-   images: an image unlike anything else in the folder has no close neighbours. Most outlying first.
+   images, in the encoder's own geometry (unit features, not whitened): an image unlike anything else in the
+   folder has no close neighbours. Whitening would weigh the many low-variance directions, which carry
+   per-image detail, as much as the few that carry what is typical of the folder; on CIFAR-10 the raw geometry
+   ranked a solid-colour image 177th of 10,004 where the whitened one ranked it 9,148th. Most outlying first.
 
 The neighbour search is scikit-learn's ``NearestNeighbors`` (brute force on unit vectors, through
 ``sslcore.evaluate.nearest_neighbors``): its k-nearest search runs in blocks of rows with a running top-k
@@ -215,12 +217,13 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
     timings["hash"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    unit = prepare(embedded.features)
-    indices, similarities = neighbours(unit, max(neighbors, DUPLICATE_CANDIDATES))
-    timings["search"] = time.perf_counter() - started
+    indices, similarities = neighbours(prepare(embedded.features), DUPLICATE_CANDIDATES)
     candidates = [DuplicatePair(paths[i], paths[j], round(s, 6), False)
                   for i, j, s in near_duplicate_candidates(indices, similarities, same_copy, floor)]
-    scores = outlier_scores(similarities, neighbors)
+    timings["duplicate_search"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = outlier_scores(neighbours(evaluate.normalize_rows(embedded.features), neighbors)[1], neighbors)
+    timings["outlier_search"] = time.perf_counter() - started
     order = np.argsort(-scores, kind="stable")
     report = AuditReport(
         root=root, images=len(paths), threshold=float(threshold),

@@ -11,6 +11,7 @@ from sslcore.methods import method_params
 from sslcore.model import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+RECORDED_EXTRAS = ("backend", "class_names")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -53,6 +54,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"Unknown training setting(s): {', '.join(unknown)}")
         return cls(**values)
+
+    @classmethod
+    def from_run_config(cls, saved: dict[str, Any]) -> "TrainConfig":
+        """The settings of a run folder's config.json, without what the trainer records beside them
+        (the backend it ran on, the class names)."""
+        return cls.from_dict({k: v for k, v in saved.items() if k not in RECORDED_EXTRAS})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -318,8 +318,7 @@ class JobManager:
                 job = Job(run_id, backend, resume=True, arguments=["--resume"])
             else:
                 # Never reached its first checkpoint: start it over from its saved settings.
-                saved.pop("backend", None)
-                config = config_from_settings(saved)
+                config = config_from_settings(TrainConfig.from_run_config(saved).to_dict())
                 for path in (run.metrics_path, run.steps_path):
                     path.unlink(missing_ok=True)
                 job = Job(run_id, backend, resume=False, arguments=cli_arguments(config))

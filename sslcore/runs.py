@@ -119,10 +119,12 @@ class RunDir:
         return self.stop_path.exists()
 
     # -- status -------------------------------------------------------------------------------------
-    def write_status(self, state: str, message: str = "", **progress) -> None:
+    def write_status(self, state: str, message: str = "", *, pid: int | None | bool = True, **progress) -> None:
+        """``pid``: True records this process (the trainer's own status); None when another process (the
+        app's job manager) writes on the run's behalf."""
         assert state in STATES, state
         write_json_atomic(self.status_path, {"state": state, "message": message, "updated": time.time(),
-                                             "pid": os.getpid(), **progress})
+                                             "pid": os.getpid() if pid is True else pid, **progress})
 
     def status(self) -> dict:
         try:

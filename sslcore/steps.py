@@ -51,6 +51,9 @@ class TrainStep:
     def sync(self) -> None:
         pass
 
+    def reload(self) -> None:
+        """Take up values written into the Keras variables from outside the step (JAX keeps its own copy)."""
+
 
 class JaxTrainStep(TrainStep):
     def __init__(self, model, optimizer, data: DeviceData, jit_compile=True, distribution=None):

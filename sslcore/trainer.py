@@ -155,7 +155,7 @@ class Trainer:
         started = time.perf_counter()
         if self.model is None:
             self.prepare()
-        config, run = self.config, self.run
+        config, run, data = self.config, self.run, self.dataset
         if run:
             run.clear_stop()
             stop = stop if stop is not None else run
@@ -165,8 +165,7 @@ class Trainer:
                     raise FileNotFoundError(f"{run.path} has no checkpoint to resume from")
                 self.restore(checkpoint)
             else:
-                run.create({**config.to_dict(), "backend": keras.backend.backend()})
-        data = self.dataset
+                run.create({**config.to_dict(), "backend": keras.backend.backend(), "class_names": list(data.class_names)})
         device_data = DeviceData.from_numpy(data.train_images, data.train_labels, data.probe_images, data.probe_labels)
         step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile, self.distribution)
         position = self.position
@@ -208,6 +207,7 @@ class Trainer:
             step.sync()
             if position.step_in_epoch == self.steps_per_epoch:
                 self._end_epoch()
+                step.reload()  # evaluation set the probe's feature statistics
             if run:
                 self._checkpoint()
 
@@ -230,8 +230,11 @@ class Trainer:
             values = to_host(metrics)
             if not all(math.isfinite(v) for v in values.values()):
                 bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+                saved = self.run.latest_checkpoint() if self.run else None
+                kept = (f"The checkpoint of step {int(saved.stem.split('-')[1])} is intact: resume from it with other settings."
+                        if saved else "No checkpoint had been written yet: start again with other settings.")
                 message = (f"Training stopped: {bad} at step {global_step} (epoch {position.epoch + 1}). "
-                           f"Likely cause: {_likely_cause(self.config)}. The last checkpoint is intact.")
+                           f"Likely cause: {_likely_cause(self.config)}. {kept}")
                 self._status("failed", message)
                 raise TrainingDiverged(message)
             for name, value in values.items():
@@ -295,9 +298,20 @@ class Trainer:
                                     k=config.knn_k, temperature=config.knn_temperature)
         probe = None
         if self.model.linear_probe is not None:
+            self._set_probe_statistics(bank)
             logits = self.model.linear_probe.predict(test, batch_size=1024, verbose=0)
             probe = float(np.mean(np.argmax(logits, axis=1) == test_labels))
         return {"knn_accuracy": knn, "probe_accuracy": probe}
+
+    def _set_probe_statistics(self, features: np.ndarray) -> None:
+        """Give the probe's input normalisation the exact statistics of clean labelled features.
+
+        In training it standardises with batch statistics; its moving averages lag far behind after a
+        short run (25 steps on digits), which left ``classifier.keras`` with nearly flat probabilities.
+        """
+        standardize = self.model.linear_probe.get_layer("linear_probe_standardize")
+        standardize.moving_mean.assign(features.mean(axis=0))
+        standardize.moving_variance.assign(features.var(axis=0))
 
     def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Encoder features (float32) for uint8 images, in inference mode."""

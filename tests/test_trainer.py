@@ -46,6 +46,7 @@ def test_run_folder_holds_everything(tmp_path):
     assert run.checkpoints() and run.encoder_path.exists() and run.classifier_path.exists()
     config = json.loads(run.config_path.read_text())
     assert config["method"] == "simclr" and config["backend"] == keras.backend.backend()
+    assert config["class_names"] == [str(i) for i in range(10)]
     assert summary["knn_accuracy"] == rows[-1]["knn_accuracy"]
 
 
@@ -59,6 +60,23 @@ def test_saved_encoder_loads_with_plain_keras_and_matches(tmp_path):
     probabilities = classifier.predict(images.astype("float32"), verbose=0)
     assert probabilities.shape == (16, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_saved_classifier_reproduces_the_reported_probe_accuracy(tmp_path):
+    """The classifier users get is the probe the run measured, not one with stale normalisation statistics."""
+    trainer = Trainer(tiny_config(epochs=2), tmp_path / "run")
+    trainer.fit()
+    classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras")
+    data = trainer.dataset
+    probabilities = classifier.predict(data.test_images.astype("float32"), verbose=0)
+    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == data.test_labels))
+    assert accuracy == pytest.approx(RunDir(tmp_path / "run").epochs()[-1]["probe_accuracy"], abs=1e-6)
+    assert accuracy > 0.3
+    assert np.mean(np.max(probabilities, axis=1)) > 0.15, "more confident than uniform (0.1)"
+    # The probe standardises with the statistics of clean labelled features, not lagging moving averages.
+    standardize = trainer.model.linear_probe.get_layer("linear_probe_standardize")
+    bank = trainer.embed(data.labelled_images[trainer.bank_index])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(standardize.moving_mean), bank.mean(axis=0), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
@@ -116,7 +134,7 @@ def test_nan_loss_stops_with_a_message_naming_the_step(tmp_path):
     trainer = Trainer(tiny_config(), tmp_path / "run")
     trainer.prepare()
     trainer.model.method.loss = lambda z1, z2: ops.log(ops.mean(z1) * 0.0 - 1.0)
-    with pytest.raises(TrainingDiverged, match=r"at step 1 .*learning rate"):
+    with pytest.raises(TrainingDiverged, match=r"at step 1 .*learning rate.*No checkpoint had been written yet"):
         trainer.fit()
     status = RunDir(tmp_path / "run").status()
     assert status["state"] == "failed" and "step 1" in status["message"]

@@ -10,7 +10,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True,
                         help="folder for duplicates.csv, outliers.csv and unreadable.csv (outside the image folder)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help=f"centred cosine similarity from which two images are near-duplicates (default {DEFAULT_THRESHOLD})")
+                        help="whitened cosine similarity from which two images are near-duplicates "
+                             f"(default {DEFAULT_THRESHOLD}; see docs/audit.md)")
     parser.add_argument("--neighbors", type=int, default=DEFAULT_NEIGHBORS,
                         help=f"nearest images an outlier score averages over (default {DEFAULT_NEIGHBORS})")
     parser.add_argument("--no-flip-average", action="store_true",

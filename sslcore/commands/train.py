@@ -24,9 +24,7 @@ def run(args) -> dict:
     if args.resume:
         if not run_dir.exists():
             raise ValueError(f"--resume: {args.out} is not a run folder (no config.json); start it without --resume")
-        saved = run_dir.config()
-        saved.pop("backend", None)
-        config = TrainConfig.from_dict(saved)
+        config = TrainConfig.from_run_config(run_dir.config())
         differing = {k: (v, getattr(config, k)) for k, v in given.items() if getattr(config, k) != v}
         if differing:
             detail = ", ".join(f"{k}={v[0]!r} (run has {v[1]!r})" for k, v in differing.items())
