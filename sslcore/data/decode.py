@@ -59,16 +59,16 @@ def _source_label(source) -> str:
 
 def _failure_reason(source, error: Exception) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)) and len(source) == 0:
-        return "empty data (0 bytes); re-export or remove it"
+        return "empty data (0 bytes)"
     if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0:
-        return "empty file (0 bytes); re-export or remove it"
+        return "empty file (0 bytes)"
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, UnidentifiedImageError):
-        return "not an image file Pillow can read (wrong extension, or not an image at all); remove it"
+        return "not an image file Pillow can read (wrong extension, or not an image at all)"
     if isinstance(error, IsADirectoryError):
         return "is a directory, not an image file"
-    return f"corrupt or truncated image data ({type(error).__name__}: {error}); re-export or remove it"
+    return f"corrupt or truncated image data ({type(error).__name__}: {error})"
 
 
 def _decode_rgb(source, image_size: int) -> Image.Image:

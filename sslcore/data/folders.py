@@ -182,8 +182,8 @@ def _bad_files_message(root: str, bad: list[tuple[str, str]], shown: int = 10) -
         lines.append(f"  ... and {len(bad) - shown} more")
     return (
         f"{len(bad)} file(s) in {root} could not be decoded as images:\n" + "\n".join(lines) + "\n"
-        "Fix or remove them, or load with skip_bad_images=True to leave them out "
-        "(they are then listed in Dataset.skipped)."
+        "Fix or remove them, or leave them out with --skip-bad-images (skip_bad_images=True in Python; "
+        "they are then listed in Dataset.skipped)."
     )
 
 
