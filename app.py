@@ -9,14 +9,14 @@ from __future__ import annotations
 import gradio as gr
 
 import sslcore
-from pages import augment, classify, common, explore, hub, train
+from pages import audit, augment, classify, common, explore, hub, train
 from sslcore.jobs import JobManager
 
 # System fonts only: the app must look right offline, and Gradio's default theme fetches Google Fonts.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
                        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 
-PAGES = (augment, train, explore, classify, hub)   # a new page is one module and one entry here
+PAGES = (augment, train, explore, classify, audit, hub)   # a new page is one module and one entry here
 
 CSS = """
 .ssl-msg { padding: 6px 10px; border-radius: 6px; margin: 2px 0; }

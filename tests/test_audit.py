@@ -262,7 +262,7 @@ def test_a_pattern_unlike_any_digit_ranks_among_the_top_outliers(audited):
 def test_unreadable_file_is_listed_with_its_reason_and_the_gif_is_read(audited):
     *_, report, out, _ = audited
     rows = read_csv(out / "unreadable.csv")
-    assert [row["path"] for row in rows] == ["broken.png"] and "remove it" in rows[0]["reason"]
+    assert [row["path"] for row in rows] == ["broken.png"] and "not an image" in rows[0]["reason"]
     assert "palette.gif" in {path for path, _ in report.outliers}
 
 

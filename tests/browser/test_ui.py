@@ -207,6 +207,27 @@ def test_classify_page_ranks_images_and_names_a_bad_file(page, tmp_path):
     screenshot(page, "classify")
 
 
+def test_audit_page_finds_an_injected_copy(page, tmp_path):
+    """A user's folder of digits with one mirrored copy: the audit shows pairs, outliers and the reports."""
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    digits = (load_digits().images[:60] * (255 / 16)).astype(np.uint8)
+    for index, digit in enumerate(digits):
+        Image.fromarray(digit).resize((32, 32), Image.Resampling.BICUBIC).save(folder / f"digit{index:02d}.png")
+    Image.open(folder / "digit05.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "digit05-mirrored.png")
+    open_tab(page, "Audit")
+    page.locator("#audit-folder textarea, #audit-folder input").first.fill(str(folder))
+    page.locator("#audit-button").click()
+    wait_until(lambda: "audit" in page.locator("#audit-status").inner_text().lower()
+               or page.locator("#audit-pairs img").count() > 0, timeout=120)
+    status = page.locator("#audit-status").inner_text()
+    assert "61" in status, status  # every image of the folder was audited
+    assert page.locator("#audit-pairs img").count() >= 1, "the mirrored copy and its original, side by side in one picture"
+    screenshot(page, "audit")
+
+
 def test_hub_page_opens_without_pushing(page):
     """The Hub page needs the internet to push; here it is only opened, offline, and pictured."""
     if page.get_by_role("tab", name="Hub").count() == 0:
