@@ -20,10 +20,23 @@ from sslcore.preview import enlarge
 
 TITLE = "Audit"
 SHOWN = 96              # gallery pixels per image
+PAIR_GAP = 12           # transparent pixels between the two images of a pair
+MARGIN = 8              # transparent pixels at least around the pictures of a gallery item
+CAPTION_BAND = 40       # transparent pixels below them, where the gallery draws the caption
 SHOWN_PAIRS = 48
 SHOWN_OUTLIERS = 48
 SHOWN_LABELS = 60
 SLIDER_FLOOR = 0.8      # pairs down to this similarity are kept, so the slider re-filters without searching again
+GALLERIES = ("audit-pairs", "audit-outliers", "audit-labelled")
+
+# Gradio 6.31's gallery draws its label over the first row (the grid's "pt-6" class has no CSS) and cuts a caption
+# at 80% of the cell on one line: these galleries leave the label a strip of its own and let a caption (the file
+# names) wrap in the band that framed() keeps free below the pictures.
+HEAD = ("<style>\n"
+        + ", ".join(f"#{name} .grid-container" for name in GALLERIES) + " { padding-top: 30px; }\n"
+        + ", ".join(f"#{name} .caption-label" for name in GALLERIES)
+        + " { max-width: calc(100% - 2 * var(--block-label-margin)); white-space: normal; overflow-wrap: anywhere; }\n"
+        + "</style>")
 
 
 # ---------------------------------------------------------------------------------------------- what the events do
@@ -46,16 +59,33 @@ def thumbnail(root: str, path: str) -> np.ndarray:
         return np.full((SHOWN, SHOWN, 3), 200, np.uint8)
 
 
+def framed(*images: np.ndarray) -> np.ndarray:
+    """SHOWN-pixel thumbnails side by side on a transparent square canvas (RGBA), the same size for every item.
+
+    A gallery cell is a square and its caption is drawn over the cell's bottom: the canvas is square too (a pair
+    is not stretched or cropped), keeps CAPTION_BAND free below the pictures for the caption, and its transparent
+    margins and gap show the cell's own background.
+    """
+    row = len(images) * SHOWN + (len(images) - 1) * PAIR_GAP
+    side = max(row + 2 * MARGIN, SHOWN + 2 * MARGIN + CAPTION_BAND)
+    canvas = np.zeros((side, side, 4), np.uint8)
+    top, left = (side - CAPTION_BAND - SHOWN) // 2, (side - row) // 2
+    for image in images:
+        canvas[top:top + SHOWN, left:left + SHOWN, :3] = image[..., :3]
+        canvas[top:top + SHOWN, left:left + SHOWN, 3] = 255
+        left += SHOWN + PAIR_GAP
+    return canvas
+
+
 def pair_gallery(report: audit.AuditReport, threshold: float) -> list[tuple[np.ndarray, str]]:
     """Each pair side by side with its similarity: exact copies first, then most similar first."""
-    gap = np.full((SHOWN, 6, 3), 255, np.uint8)
-    return [(np.concatenate([thumbnail(report.root, pair.a), gap, thumbnail(report.root, pair.b)], axis=1),
+    return [(framed(thumbnail(report.root, pair.a), thumbnail(report.root, pair.b)),
              f"{'exact copy' if pair.exact else f'{pair.similarity:.3f}'} · {pair.a} ↔ {pair.b}")
             for pair in report.pairs_above(threshold)[:SHOWN_PAIRS]]
 
 
 def outlier_gallery(report: audit.AuditReport) -> list[tuple[np.ndarray, str]]:
-    return [(thumbnail(report.root, path), f"#{rank + 1} · {score:.3f} · {path}")
+    return [(framed(thumbnail(report.root, path)), f"#{rank + 1} · {score:.3f} · {path}")
             for rank, (path, score) in enumerate(report.outliers[:SHOWN_OUTLIERS])]
 
 
@@ -102,6 +132,17 @@ def run_labels(run_path, folder: str | None, examples_folder: str | None, exampl
 # ---------------------------------------------------------------------------------------------- the page
 
 
+def thumbnail_gallery(label: str, elem_id: str, columns: int, height: int) -> gr.Gallery:
+    """A grid of square thumbnails with captions, whatever the number of items.
+
+    fit_columns=False: Gradio otherwise widens the columns to the number of items, so a single item filled the
+    whole width as one square cell, taller than the box and cut off at its bottom. preview=False and no
+    selected_index: nothing opens enlarged until the user clicks it (allow_preview).
+    """
+    return gr.Gallery(label=label, columns=columns, height=height, fit_columns=False, preview=False,
+                      allow_preview=True, selected_index=None, object_fit="contain", format="png", elem_id=elem_id)
+
+
 def build(context: AppContext, tab: gr.Tab) -> None:
     gr.Markdown("Find exact copies, near-duplicates (crops, resizes, re-compressed JPEGs, mirror images, brightness "
                 "changes) and outliers in an image folder, judged by a finished run's encoder. The folder is only "
@@ -118,11 +159,11 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     report_state = gr.State(None)
     with gr.Tabs():
         with gr.Tab("Duplicates"):
-            pairs = gr.Gallery(label="Pairs (left ↔ right) with their similarity", columns=4, height=420,
-                               object_fit="contain", format="png", elem_id="audit-pairs")
+            pairs = thumbnail_gallery("Pairs (left ↔ right) with their similarity", "audit-pairs", columns=4,
+                                      height=420)
         with gr.Tab("Outliers"):
-            outliers = gr.Gallery(label="Most outlying first (mean distance to the nearest images)", columns=8,
-                                  height=420, object_fit="contain", format="png", elem_id="audit-outliers")
+            outliers = thumbnail_gallery("Most outlying first (mean distance to the nearest images)",
+                                         "audit-outliers", columns=6, height=420)
         with gr.Tab("Downloads"):
             reports = gr.File(label="duplicates.csv · outliers.csv · unreadable.csv", file_count="multiple",
                               interactive=False, elem_id="audit-files")
@@ -141,8 +182,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 example_files = gr.File(label="…or example files CLASS_anything.png", file_count="multiple", height=120)
                 image_files = gr.File(label="Images to label (empty: the folder above)", file_count="multiple", height=120)
             label_button = gr.Button("Label", variant="primary", elem_id="audit-label")
-            labelled = gr.Gallery(label="Labels with confidence", columns=8, height=320, object_fit="contain",
-                                  format="png", elem_id="audit-labelled")
+            labelled = thumbnail_gallery("Labels with confidence", "audit-labelled", columns=6, height=420)
             labels_file = gr.File(label="labels.csv (path, label, confidence)", interactive=False)
 
     @reports_errors(outputs=5, status_at=3)
@@ -175,7 +215,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     def do_label(run_id, folder, examples_folder, example_files, image_files, method):
         """A class and a confidence for every image, from a few labelled examples (kNN on the run's embeddings)."""
         result, csv_path = run_labels(context.run_path(run_id), folder, examples_folder, example_files, image_files, method)
-        shown = [(enlarge(result.images[i], SHOWN), f"{result.labels[i]} · {result.confidences[i]:.0%} · {result.paths[i]}")
+        shown = [(framed(enlarge(result.images[i], SHOWN)), f"{result.labels[i]} · {result.confidences[i]:.0%} · {result.paths[i]}")
                  for i in range(min(SHOWN_LABELS, len(result.labels)))]
         counts = ", ".join(f"{name}: {count}" for name, count in result.counts().items())
         skipped = f"; skipped {len(result.skipped)} unreadable file(s)" if result.skipped else ""

@@ -15,7 +15,10 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     gr.Markdown("Any image Pillow reads (PNG, JPEG, WebP, GIF, TIFF, ...), any size, colour, grayscale or with "
                 "transparency: each is centre-cropped to a square and resized to the run's image size.")
     with gr.Row():
-        run = run_dropdown("Finished run with a classifier", elem_id="classify-run", scale=3)
+        run = run_dropdown("Finished run with a classifier, or a model on the Hub (type USER/NAME)",
+                           elem_id="classify-run", scale=3)
+        token = gr.Textbox("", type="password", label="Hub token (private models only)", scale=1,
+                           elem_id="classify-token")
         top_k = gr.Slider(1, 10, 3, step=1, label="Top classes", scale=1)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -25,6 +28,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
             status = gr.Markdown(elem_id="classify-status")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Predictions", columns=4, height="auto", object_fit="contain", format="png",
+                                 fit_columns=False,  # keep 4 columns even for 1–3 images (no full-width blow-up)
                                  elem_id="classify-gallery")
             ranking = gr.Dataframe(headers=["file", "top classes (probability)"], label="Top classes", interactive=False,
                                    elem_id="classify-table", column_widths=["30%", "70%"])
@@ -32,11 +36,11 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 table = gr.JSON(label="Per file: top classes with probabilities, or the reason it was skipped")
 
     @reports_errors(outputs=4)
-    def classify(run_id, files, top_k):
+    def classify(run_id, files, top_k, token=""):
         """Top classes with probabilities for each uploaded image; files that are not images are reported by name."""
         paths = list(files or [])
-        results = explore.classify_files(context.run_path(run_id), paths, int(top_k),
-                                         names=[upload_name(path) for path in paths])
+        results = explore.classify_files(context.model_source(run_id), paths, int(top_k),
+                                         names=[upload_name(path) for path in paths], token=token or None)
         ranked = lambda r: ", ".join(f"{p['class']} ({p['probability']:.0%})" for p in r["predictions"])
         shown = [(enlarge(r["image"], SHOWN_SIZE), f"{r['file']} → {r['predictions'][0]['class']}")
                  for r in results if r["predictions"]]
@@ -51,7 +55,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
             gr.Warning(" | ".join(problems))
         return shown, rows, [{k: v for k, v in r.items() if k != "image"} for r in results], message
 
-    button.click(classify, [run, files, top_k], [gallery, ranking, table, status], api_name="classify",
+    button.click(classify, [run, files, top_k, token], [gallery, ranking, table, status], api_name="classify",
                  concurrency_id="classify", concurrency_limit=2)
     refresh = lambda current: refreshed_runs(context, current, need="classifier")
     tab.select(refresh, run, run, api_name="refresh_classify_runs", api_visibility="private", queue=False)

@@ -34,6 +34,15 @@ class AppContext:
             raise ValueError("Pick a run first (the run list shows the finished ones)")
         return self.jobs.existing_run(run_id).path
 
+    def model_source(self, choice: str | None) -> str | Path:
+        """A run picked from the list, or a Hub model typed into it (``USER/NAME`` or ``hf://USER/NAME``)."""
+        from sslcore.hub import is_hub_model
+
+        choice = (choice or "").strip()
+        if choice and is_hub_model(choice) and not (self.jobs.root / choice).exists():
+            return choice
+        return self.run_path(choice)
+
 
 # ---------------------------------------------------------------------------------------------- messages
 

@@ -68,7 +68,7 @@ def _caption(row: dict) -> str:
 
 def build(context: AppContext, tab: gr.Tab) -> None:
     with gr.Row():
-        run = run_dropdown("Finished run", elem_id="explore-run", scale=3)
+        run = run_dropdown("Finished run, or a model on the Hub (type USER/NAME)", elem_id="explore-run", scale=3)
         show = gr.Button("Show embeddings", variant="primary", elem_id="explore-show", scale=1)
     status = gr.Markdown(elem_id="explore-status")
     with gr.Row():
@@ -89,13 +89,13 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         with gr.Column(scale=1, min_width=160):
             query = gr.Image(label="Query", format="png", height=200, elem_id="neighbor-query")
         with gr.Column(scale=4):
-            gallery = gr.Gallery(show_label=False, columns=6, height="auto",
+            gallery = gr.Gallery(show_label=False, columns=6, height="auto", fit_columns=False,
                                  object_fit="contain", elem_id="neighbor-gallery", format="png")
 
     @reports_errors(outputs=2)
     def embeddings(run_id):
         """t-SNE of a finished run's test-set embeddings, coloured by class."""
-        data = explore.load_run(context.run_path(run_id))
+        data = explore.load_run(context.model_source(run_id))
         view = explore.tsne_view(data)
         figure = plots.tsne_figure(view["points"], view["labels"], data.class_names, indices=view["indices"],
                                    thumbnails=view["thumbnails"], title=f"t-SNE · {run_id}")
@@ -105,7 +105,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=3)
     def evaluation(run_id):
         """kNN accuracy of the test split and its confusion matrix."""
-        report = explore.knn_report(explore.load_run(context.run_path(run_id)))
+        report = explore.knn_report(explore.load_run(context.model_source(run_id)))
         text = (f"**kNN accuracy: {report['accuracy']:.1%}** on {report['images']} test images "
                 f"(k = {report['k']}, cosine similarity, weighted vote)")
         return text, plots.confusion_figure(report["matrix"], report["class_names"]), gr.skip()
@@ -113,7 +113,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=3)
     def nearest(run_id, index, upload, k):
         """The k training images nearest to a test image (by index) or to an uploaded image."""
-        data = explore.load_run(context.run_path(run_id))
+        data = explore.load_run(context.model_source(run_id))
         image = explore.decode_upload(upload, int(data.config["image_size"]), upload_name(upload)) if upload else None
         found = explore.neighbors(data, index=None if upload else index, image=image, k=int(k))
         gallery_items = [(enlarge(row["image"], SHOWN_SIZE), _caption(row)) for row in found["neighbors"]]

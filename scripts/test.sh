@@ -16,7 +16,10 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/de
 fi
 
 export PYTHONDONTWRITEBYTECODE=1
+# Both phases always run, so one report shows every failure; the script fails if either did.
+status=0
 echo "== all tests on TensorFlow"
-KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q "$@"
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q "$@" || status=1
 echo "== core tests on JAX"
-KERAS_BACKEND=jax .venv/bin/python -m pytest -q -m core "$@"
+KERAS_BACKEND=jax .venv/bin/python -m pytest -q -m core "$@" || status=1
+exit $status

@@ -79,17 +79,25 @@ def run_dataset(config: dict) -> Dataset:
                     int(config.get("seed", 0)))
 
 
-def load_run(path: str | os.PathLike) -> RunEmbeddings:
-    """Encoder features of a finished run, from memory when this encoder was embedded before."""
-    import keras
+def load_run(path: str | os.PathLike, token: str | None = None) -> RunEmbeddings:
+    """Encoder features of a finished run (or a Hub model, on the data it was trained on), from memory when
+    this encoder was embedded before."""
+    from sslcore import hub
 
-    run = finished_run(path)
-    key = (str(run.path.resolve()), run.encoder_path.stat().st_mtime_ns)
+    if hub.is_hub_model(path):
+        model = load_model(path, token)
+        key, location, config, load_encoder = (os.fspath(path),), Path(os.fspath(path)), model.config, lambda: model.encoder
+    else:
+        import keras
+
+        run = finished_run(path)
+        key, location, config = (str(run.path.resolve()), run.encoder_path.stat().st_mtime_ns), run.path, None
+        load_encoder = lambda: keras.saving.load_model(run.encoder_path, compile=False)
     with _cache_lock:  # one embedding pass per run, even when two tabs ask at once
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        config = run.config()
+        config = config or run.config()
         data = run_dataset(config)
         rng = np.random.default_rng(0)
         # The bank is the labelled pool when there is one (STL-10's unlabelled images carry no class to show).
@@ -99,8 +107,8 @@ def load_run(path: str | os.PathLike) -> RunEmbeddings:
         has_test = data.test_images is not None
         query_images, query_labels = _capped(data.test_images if has_test else data.train_images,
                                              data.test_labels if has_test else data.train_labels, MAX_QUERY_IMAGES, rng)
-        embeddings = RunEmbeddings(path=run.path, config=config, class_names=list(data.class_names),
-                                   encoder=keras.saving.load_model(run.encoder_path, compile=False),
+        embeddings = RunEmbeddings(path=location, config=config, class_names=list(data.class_names),
+                                   encoder=load_encoder(),
                                    bank_images=bank_images, bank_labels=bank_labels, bank_features=np.zeros(0),
                                    query_images=query_images, query_labels=query_labels, query_features=np.zeros(0))
         embeddings.bank_features = embeddings.embed(embeddings.bank_images)
@@ -183,48 +191,43 @@ def neighbors(embeddings: RunEmbeddings, *, index: int | None = None, image: np.
 
 
 @functools.lru_cache(maxsize=CACHED_RUNS)
-def _classifier(path: str, mtime_ns: int):
-    import keras
+@functools.lru_cache(maxsize=4)
+def _loaded_model(source: str, version, token: str | None):
+    """Encoder + classifier of a run folder or a Hub model, kept in memory (``version`` changes when a run's
+    files are rewritten, so a re-trained run is loaded again)."""
+    from sslcore import hub
 
-    return keras.saving.load_model(path, compile=False)
+    return hub.load(source, token=token)
 
 
-def classify_files(path: str | os.PathLike, files: Sequence[str | os.PathLike], top_k: int = 3,
-                   names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Top classes of each image file with the run's classifier; a file that is not an image gets its own error.
+def load_model(source: str | os.PathLike, token: str | None = None):
+    """A finished run folder or a Hub model id (``hf://USER/NAME`` or ``USER/NAME``), ready to embed and classify."""
+    from sslcore import hub
 
-    ``names`` are the names to report (an upload's original file name); by default the file's base name.
-    """
-    run = RunDir(path)
+    source = os.fspath(source)
+    if hub.is_hub_model(source):
+        return _loaded_model(source, None, token or None)
+    run = RunDir(source)
     if not run.exists():
-        raise ValueError(f"{path} is not a run folder")
-    if not run.classifier_path.exists():
-        reason = ("it has not finished" if not run.encoder_path.exists()
-                  else "its data had no labels, so no classifier was trained")
-        raise ValueError(f"Run {run.name} has no classifier ({reason}); pick a finished run trained on labelled data")
+        raise ValueError(f"{source} is not a run folder")
+    if not run.encoder_path.exists():
+        raise ValueError(f"Run {run.name} has not finished, so it has no classifier or encoder yet: "
+                         "pick a finished run, or resume this one")
+    files = [path for path in (run.encoder_path, run.classifier_path) if path.exists()]
+    return _loaded_model(str(run.path.resolve()), tuple(path.stat().st_mtime_ns for path in files), None)
+
+
+def classify_files(source: str | os.PathLike, files: Sequence[str | os.PathLike], top_k: int = 3,
+                   names: Sequence[str] | None = None, token: str | None = None) -> list[dict[str, Any]]:
+    """Top classes of each image file with a run's (or a Hub model's) classifier; a file that is not an image
+    gets its own error. ``names`` are the names to report (an upload's original file name)."""
+    model = load_model(source, token)
+    if model.classifier is None:
+        raise ValueError(f"{model.source} has no classifier: its data had no labels. Pick a run trained on labelled data")
     if not files:
         raise ValueError("No images given: upload one or more image files")
-    config = run.config()
-    size = int(config["image_size"])
-    class_names = run_dataset(config).class_names
-    model = _classifier(str(run.classifier_path), run.classifier_path.stat().st_mtime_ns)
-    results, decoded = [], []
-    for position, file in enumerate(files):
-        name = names[position] if names else os.path.basename(os.fspath(file))
-        try:
-            decoded.append((len(results), decode_image(file, size, name=name)))
-            results.append({"file": name, "predictions": [], "error": None})
-        except DataError as error:
-            results.append({"file": name, "predictions": [], "error": str(error)})
-    if decoded:
-        batch = np.stack([image for _, image in decoded]).astype("float32")
-        probabilities = np.asarray(model.predict(batch, batch_size=64, verbose=0), dtype="float64")
-        for (position, image), scores in zip(decoded, probabilities):
-            top = np.argsort(scores)[::-1][: max(1, int(top_k))]
-            results[position]["predictions"] = [
-                {"class": class_names[i] if i < len(class_names) else str(i), "probability": float(scores[i])} for i in top]
-            results[position]["image"] = image
-    return results
+    names = list(names) if names else [os.path.basename(os.fspath(file)) for file in files]
+    return model.classify_files(files, top_k, names=names)
 
 
 def decode_upload(file: str | os.PathLike, image_size: int, name: str | None = None) -> np.ndarray:

@@ -482,12 +482,19 @@ class LoadedModel:
                 results.append({"file": name, "predictions": [], "error": str(error)})
         if decoded:
             probabilities = self.predict(np.stack([image for _, image in decoded]))
-            for (position, _), scores in zip(decoded, probabilities):
+            for (position, image), scores in zip(decoded, probabilities):
                 top = np.argsort(scores)[::-1][: max(1, int(top_k))]
                 results[position]["predictions"] = [
                     {"class": self.class_names[i] if i < len(self.class_names) else str(i),
                      "probability": float(scores[i])} for i in top]
+                results[position]["image"] = image  # the decoded picture, as the model saw it
         return results
+
+
+def is_hub_model(source: str | os.PathLike) -> bool:
+    """``hf://USER/NAME``, or ``USER/NAME`` that is not a local folder."""
+    source = os.fspath(source)
+    return source.startswith("hf://") or (not os.path.exists(source) and bool(_REPO_ID.match(source)))
 
 
 def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | None = None,
@@ -499,7 +506,7 @@ def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | 
     second load works offline). A private repo needs a token: ``token``, else HF_TOKEN, else ``hf auth login``.
     """
     source = os.fspath(model)
-    if source.startswith("hf://") or (not os.path.exists(source) and _REPO_ID.match(source)):
+    if is_hub_model(source):
         folder = _download(check_repo_id(source), token=token, endpoint=endpoint, revision=revision,
                            cache_dir=cache_dir, attempts=attempts, backoff_seconds=backoff_seconds)
         label = source if source.startswith("hf://") else f"hf://{source}"

@@ -373,7 +373,10 @@ def test_the_hub_page_pushes_through_its_api_and_never_shows_the_token(trained_r
     from pages.common import AppContext
     from sslcore.jobs import JobManager
 
+    # As HF_ENDPOINT set before import would: the client builds download URLs from this template.
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        fake_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
     jobs = JobManager(tmp_path / "runs", max_jobs=1)
     shutil.copytree(trained_run, jobs.root / "digits-run")
     with gr.Blocks() as demo:
@@ -396,3 +399,34 @@ def test_the_hub_page_pushes_through_its_api_and_never_shows_the_token(trained_r
         demo.close()
         jobs.shutdown()
     assert "alice/page-digits" in fake_hub.repos
+
+
+@pytest.mark.slow
+def test_the_apps_classify_and_explore_take_a_hub_model_id(pushed, trained_run, fake_hub, digit_files, monkeypatch,
+                                                            tmp_path):
+    """What the Classify and Explore pages call when a user types USER/NAME instead of picking a run."""
+    from pages.common import AppContext
+    from sslcore import explore
+    from sslcore.jobs import JobManager
+
+    # As HF_ENDPOINT set before import would: the client builds download URLs from this template.
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        fake_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    jobs = JobManager(tmp_path / "runs", start_thread=False)
+    context = AppContext(jobs=jobs, demo=None)
+    assert context.model_source("alice/digits-simclr") == "alice/digits-simclr"
+    assert context.model_source("hf://alice/digits-simclr") == "hf://alice/digits-simclr"
+
+    paths, not_an_image = digit_files
+    from_hub = explore.classify_files("alice/digits-simclr", [*paths, not_an_image], top_k=2)
+    from_run = explore.classify_files(trained_run, paths, top_k=2)
+    for hub_result, run_result in zip(from_hub[:-1], from_run):
+        assert [p["class"] for p in hub_result["predictions"]] == [p["class"] for p in run_result["predictions"]]
+        assert [p["probability"] for p in hub_result["predictions"]] == pytest.approx(
+            [p["probability"] for p in run_result["predictions"]], rel=1e-5)
+    assert "image" in from_hub[0] and "notes.txt" in from_hub[-1]["error"]
+
+    embedded = explore.load_run("alice/digits-simclr")
+    report = explore.knn_report(embedded)
+    assert report["knn_accuracy"] == pytest.approx(explore.knn_report(explore.load_run(trained_run))["knn_accuracy"])

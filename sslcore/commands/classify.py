@@ -32,7 +32,7 @@ def run(args) -> dict:
         raise ValueError(f"{model.source} has no classifier (its data had no labels), so it cannot classify")
     results = model.classify_files(args.images, top_k=args.top_k)
     for result in results:
-        print(json.dumps(result, ensure_ascii=False), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k != "image"}, ensure_ascii=False), flush=True)
         if result["error"]:
             print(f"error: {result['error']}", file=sys.stderr)
     failed = sum(1 for result in results if result["error"])

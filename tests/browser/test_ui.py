@@ -207,14 +207,39 @@ def test_classify_page_ranks_images_and_names_a_bad_file(page, tmp_path):
     screenshot(page, "classify")
 
 
+def gallery_layout(page, selector) -> dict:
+    """Where a gallery's first thumbnail sits in the gallery's scrolling box, and whether an item is open enlarged."""
+    return page.evaluate("""selector => {
+        const gallery = document.querySelector(selector);
+        const wrap = gallery.querySelector('.grid-wrap'), image = gallery.querySelector('.grid-wrap img');
+        const box = wrap ? wrap.getBoundingClientRect() : null, cell = image ? image.getBoundingClientRect() : null;
+        return {preview: !!gallery.querySelector('.preview'), box_top: box && box.top, box_bottom: box && box.bottom,
+                box_width: box && box.width, top: cell && cell.top, bottom: cell && cell.bottom, width: cell && cell.width,
+                captions: [...gallery.querySelectorAll('.caption-label')].map(c => c.innerText)};
+    }""", selector)
+
+
+def assert_thumbnail_grid(page, selector, columns):
+    """The items are a grid of thumbnails with captions: however few, the first is one cell of ``columns`` per row,
+    wholly inside the gallery's box (a single item used to fill the width and be cut off at the bottom)."""
+    layout = gallery_layout(page, selector)
+    assert not layout["preview"], f"{selector} opened an item enlarged: {layout}"
+    assert layout["width"] and layout["width"] <= layout["box_width"] / columns + 1, layout
+    assert layout["box_top"] <= layout["top"] and layout["bottom"] <= layout["box_bottom"] + 1, layout
+    assert layout["captions"] and all(layout["captions"]), layout
+    return layout
+
+
 def test_audit_page_finds_an_injected_copy(page, tmp_path):
-    """A user's folder of digits with one mirrored copy: the audit shows pairs, outliers and the reports."""
+    """A user's folder of digits with one mirrored copy: the audit shows pairs, outliers and the reports; a few
+    examples per class then label the folder."""
     from sklearn.datasets import load_digits
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    digits = (load_digits().images[:60] * (255 / 16)).astype(np.uint8)
-    for index, digit in enumerate(digits):
+    dataset = load_digits()
+    digits = (dataset.images * (255 / 16)).astype(np.uint8)
+    for index, digit in enumerate(digits[:60]):
         Image.fromarray(digit).resize((32, 32), Image.Resampling.BICUBIC).save(folder / f"digit{index:02d}.png")
     Image.open(folder / "digit05.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "digit05-mirrored.png")
     open_tab(page, "Audit")
@@ -225,7 +250,33 @@ def test_audit_page_finds_an_injected_copy(page, tmp_path):
     status = page.locator("#audit-status").inner_text()
     assert "61" in status, status  # every image of the folder was audited
     assert page.locator("#audit-pairs img").count() >= 1, "the mirrored copy and its original, side by side in one picture"
+    page.wait_for_timeout(500)
+    pairs = assert_thumbnail_grid(page, "#audit-pairs", columns=4)
+    assert all(" ↔ " in caption and caption.count(".png") == 2 for caption in pairs["captions"]), pairs["captions"]
     screenshot(page, "audit")
+
+    open_tab(page, "Outliers")
+    wait_until(lambda: page.locator("#audit-outliers img").count() == 48, timeout=10)  # the 48 most outlying of 61
+    outliers = assert_thumbnail_grid(page, "#audit-outliers", columns=6)
+    first = outliers["captions"][0]
+    assert first.startswith("#1 · ") and first.endswith(".png"), outliers["captions"]
+    page.screenshot(path=str(tmp_path / "audit-outliers.png"), full_page=True)
+
+    examples = tmp_path / "examples"
+    for index in range(60, 100):   # four examples of each digit, none of them in the audited folder
+        (examples / str(dataset.target[index])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(digits[index]).resize((32, 32), Image.Resampling.BICUBIC).save(
+            examples / str(dataset.target[index]) / f"example{index}.png")
+    open_tab(page, "Few labels")
+    page.get_by_label("Examples folder").fill(str(examples))
+    page.locator("#audit-label").click()
+    wait_until(lambda: "labelled" in page.locator("#audit-status").inner_text(), timeout=120)
+    assert "labelled 61 images from 40 examples" in page.locator("#audit-status").inner_text()
+    wait_until(lambda: page.locator("#audit-labelled img").count() == 60, timeout=10)   # the gallery shows 60
+    page.wait_for_timeout(500)
+    labelled = assert_thumbnail_grid(page, "#audit-labelled", columns=6)
+    assert all(caption.endswith(".png") and "%" in caption for caption in labelled["captions"]), labelled["captions"]
+    page.screenshot(path=str(tmp_path / "audit-labels.png"), full_page=True)
 
 
 def test_hub_page_opens_without_pushing(page):
