@@ -105,3 +105,11 @@ def test_method_params_validation():
     with pytest.raises(ValueError, match="Unknown method"):
         method_class("simclrr")
     assert method_params("simclr", {"temperature": "0.2"}).temperature == 0.2
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_temperature_setting_must_be_positive(method):
+    temperatures = [p["name"] for p in method_class(method).Params.describe() if p["name"].endswith("temperature")]
+    for name in temperatures:
+        with pytest.raises(ValueError, match=f"{name} must be positive"):
+            method_params(method, {name: 0.0})

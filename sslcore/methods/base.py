@@ -26,10 +26,14 @@ class MethodParams:
     """Base for each method's hyperparameters: defaults in one place, checked before any work starts."""
 
     def validate(self, batch_size: int | None = None) -> None:
+        """Checks every method shares: no negative number, and a temperature (any ``*temperature`` setting)
+        strictly positive, since the logits are divided by it. Methods add their own checks."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"{field.name} must not be negative; got {value}")
+            if field.name.endswith("temperature") and value <= 0:
+                raise ValueError(f"{field.name} must be positive; got {value}")
 
     def resolve(self, num_images: int | None) -> "MethodParams":
         """Settings whose default depends on the data set (e.g. MoCo's queue) are fixed here."""

@@ -20,11 +20,6 @@ class DCCLRParams(MethodParams):
     hidden_layers: int = hyperparameter(1, "hidden layers in the projection head")
     head_batch_norm: bool = hyperparameter(False, "batch norm inside the projection head only")
 
-    def validate(self, batch_size=None):
-        super().validate(batch_size)
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive; got {self.temperature}")
-
 
 class DCCLR(Method):
     Params = DCCLRParams

@@ -67,8 +67,6 @@ class DINOParams(MethodParams):
             raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
         if not 0 <= self.center_momentum < 1:
             raise ValueError(f"center_momentum must be in [0, 1); got {self.center_momentum}")
-        if self.teacher_temperature <= 0 or self.student_temperature <= 0:
-            raise ValueError("teacher_temperature and student_temperature must be positive")
 
 
 class DINO(Method):

@@ -42,8 +42,6 @@ class MoCoParams(MethodParams):
         super().validate(batch_size)
         if self.version not in ("v2", "v3"):
             raise ValueError(f"MoCo version must be 'v2' or 'v3'; got {self.version!r}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive; got {self.temperature}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
         if self.version == "v2" and batch_size is not None and self.queue_size < batch_size:

@@ -35,8 +35,6 @@ class NNCLRParams(MethodParams):
 
     def validate(self, batch_size=None):
         super().validate(batch_size)
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive; got {self.temperature}")
         if batch_size is not None and 0 < self.queue_size < batch_size:
             raise ValueError(f"queue_size ({self.queue_size}) must be at least the batch size ({batch_size})")
 

@@ -15,11 +15,6 @@ class SimCLRParams(MethodParams):
     hidden_layers: int = hyperparameter(1, "hidden layers in the projection head (SimCLR v2 uses 2)")
     head_batch_norm: bool = hyperparameter(False, "batch norm inside the projection head only")
 
-    def validate(self, batch_size=None):
-        super().validate(batch_size)
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive; got {self.temperature}")
-
 
 class SimCLR(Method):
     Params = SimCLRParams
