@@ -12,7 +12,6 @@ train at once, and further Start requests wait their turn, first in first out.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -136,55 +135,6 @@ def _digits_train_count(test_fraction: float, seed: int) -> int:
     return len(load("digits", 8, test_fraction=test_fraction, seed=seed).train_images)
 
 
-# TrainConfig fields whose CLI option has another name, and how their values are spelled there.
-_OPTION_FOR_FIELD = {"jit_compile": "jit"}
-_SPELLING = {"jit_compile": lambda value: {"auto": "auto", True: "true", False: "false"}[value]}
-
-
-def _train_options() -> tuple[argparse.ArgumentParser, dict[str, argparse.Action]]:
-    """The ``train`` command's parser and its options by destination, read off the CLI's own parser so the
-    flags stay right whichever module declares them."""
-    from sslcore.cli import build_parser
-
-    parser = build_parser()
-    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
-    return parser, {action.dest: action for action in commands.choices["train"]._actions if action.option_strings}
-
-
-def cli_arguments(config: TrainConfig) -> list[str]:
-    """``train`` flags that recreate ``config`` in the training process, checked by parsing them back.
-
-    Only settings that differ from the defaults are passed; a changed setting the CLI has no flag for is an
-    error here rather than a silently different run.
-    """
-    parser, options = _train_options()
-    defaults, arguments, missing = TrainConfig(), [], []
-    for field in dataclasses.fields(TrainConfig):
-        name, value = field.name, getattr(config, field.name)
-        if name in ("method_params", "augment_params") or value == getattr(defaults, name):
-            continue
-        option = options.get(_OPTION_FOR_FIELD.get(name, name))
-        if option is None:
-            missing.append(name)
-        elif option.nargs == 0:   # a switch such as --skip-bad-images
-            arguments.append(option.option_strings[-1])
-        else:
-            spelled = _SPELLING.get(name, lambda v: repr(v) if isinstance(v, float) else str(v))(value)
-            arguments += [option.option_strings[-1], spelled]
-    for name, value in (config.method_params or {}).items():
-        arguments += ["--param", f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"]
-    for name, value in (config.augment_params or {}).items():
-        arguments += ["--augment-param", f"{name}={json.dumps(value)}"]
-    if missing:
-        raise ValueError(f"These settings cannot be passed to the training command: {', '.join(missing)}")
-    parsed = parser.parse_args(["train", *arguments, "--out", "-"])
-    changed = [name for name in (f.name for f in dataclasses.fields(TrainConfig)) if name in options and name != "jit"
-               and getattr(parsed, name) not in (None, False) and getattr(parsed, name) != getattr(config, name)]
-    if changed:
-        raise ValueError(f"These settings would reach the training command changed: {', '.join(changed)}")
-    return arguments
-
-
 def new_run_id(root: Path, config: TrainConfig, now: datetime | None = None) -> str:
     """Readable and unique: ``20261123-151200-simclr-digits`` (``-2``, ``-3`` ... if taken)."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
@@ -297,12 +247,12 @@ class JobManager:
         """Validate ``settings``, create the run folder and queue the job; returns the run id."""
         config = config_from_settings(settings)
         backend = self._check_backend(backend)
-        arguments = cli_arguments(config)
         with self._lock:
             run_id = new_run_id(self.root, config)
             run = self.run_dir(run_id)
             run.create({**config.to_dict(), "backend": backend})
-            self._enqueue(Job(run_id, backend, resume=False, arguments=arguments))
+            # The training process reads every setting from the run folder's config.json.
+            self._enqueue(Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)]))
         return run_id
 
     def resume(self, run_id: str, backend: str | None = None) -> str:
@@ -318,10 +268,9 @@ class JobManager:
                 job = Job(run_id, backend, resume=True, arguments=["--resume"])
             else:
                 # Never reached its first checkpoint: start it over from its saved settings.
-                config = config_from_settings(TrainConfig.from_run_config(saved).to_dict())
                 for path in (run.metrics_path, run.steps_path):
                     path.unlink(missing_ok=True)
-                job = Job(run_id, backend, resume=False, arguments=cli_arguments(config))
+                job = Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)])
             self._exits.pop(run_id, None)
             self._enqueue(job)
         return run_id

@@ -1,4 +1,5 @@
 """The job manager without any UI: real training subprocesses on digits, kept tiny (about 2 minutes in all)."""
+import json
 import os
 import signal
 import time
@@ -8,7 +9,7 @@ import pytest
 
 import sslcore  # noqa: F401  (chooses the Keras backend before keras is imported)
 from sslcore.config import TrainConfig
-from sslcore.jobs import JobManager, cli_arguments, config_from_settings, describe, new_run_id
+from sslcore.jobs import JobManager, config_from_settings, describe, new_run_id
 
 TINY = {"epochs": 2, "batch_size": 128, "image_size": 32}
 
@@ -63,18 +64,35 @@ def test_form_values_are_typed_like_the_defaults():
     assert config.method_params == {"queue_size": 512, "head_batch_norm": True, "version": "v3"}
 
 
-def test_cli_flags_recreate_the_config():
+def test_train_config_file_recreates_every_setting_and_flags_override_it(tmp_path):
+    """The job manager starts training with --config RUN/config.json: every setting must arrive unchanged,
+    including those with no flag of their own."""
+    from sslcore.cli import build_parser
+    from sslcore.commands.options import config_values
+
     config = config_from_settings({"method": "moco", "method_params": {"temperature": 0.3, "version": "v3"},
                                    "epochs": 3, "learning_rate": 3e-4, "augment": "simclr",
                                    "augment_params": {"blur_prob": 0.5, "crop_scale": [0.2, 1.0]},
-                                   "precision": "bf16", "log_every_steps": 2, "jit_compile": False})
-    arguments = cli_arguments(config)
-    assert "--param" in arguments and "--augment-param" in arguments and "--jit" in arguments
+                                   "precision": "bf16", "log_every_steps": 2, "jit_compile": False,
+                                   "knn_bank_size": 5, "knn_temperature": 0.2})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config.to_dict(), "backend": "jax", "class_names": ["a", "b"]}))
+    parsed = build_parser().parse_args(["train", "--config", str(path), "--out", "-"])
+    assert TrainConfig.from_dict(config_values(parsed)) == config
+    overridden = build_parser().parse_args(["train", "--config", str(path), "--epochs", "7", "--param", "momentum=0.9",
+                                            "--out", "-"])
+    values = config_values(overridden)
+    assert values["epochs"] == 7 and values["method_params"] == {"temperature": 0.3, "version": "v3", "momentum": "0.9"}
 
 
-def test_settings_the_cli_cannot_carry_are_refused():
-    with pytest.raises(ValueError, match="knn_bank_size"):
-        cli_arguments(TrainConfig(knn_bank_size=5))
+def test_a_bad_config_file_is_a_clear_error(tmp_path):
+    from sslcore.cli import build_parser
+    from sslcore.commands.options import config_values
+
+    (tmp_path / "bad.json").write_text("{not json")
+    for name, message in (("bad.json", "not valid JSON"), ("missing.json", "no such file")):
+        with pytest.raises(ValueError, match=message):
+            config_values(build_parser().parse_args(["train", "--config", str(tmp_path / name), "--out", "-"]))
 
 
 def test_run_ids_are_readable_and_unique(tmp_path):

@@ -44,6 +44,8 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for flag, field, kind, help_text in _CONFIG_FLAGS:
         parser.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+    parser.add_argument("--config", metavar="FILE", help="JSON of training settings (a run's config.json works); "
+                                                         "flags given beside it override it")
     parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method hyperparameter, e.g. temperature=0.2")
     parser.add_argument("--temperature", type=float, help="shortcut for --param temperature=T")
     parser.add_argument("--augment-param", action="append", metavar="NAME=VALUE", help="override one augmentation setting")
@@ -52,17 +54,35 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_values(args) -> dict[str, Any]:
-    values = {field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS if getattr(args, field) is not None}
-    method_values = key_values(args.param, "--param")
+    values = _config_file(args.config) if getattr(args, "config", None) else {}
+    values.update({field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS if getattr(args, field) is not None})
+    method_values = {**values.get("method_params", {}), **key_values(args.param, "--param")}
     if args.temperature is not None:
         method_values["temperature"] = args.temperature
     if method_values:
         values["method_params"] = method_values
-    augment_values = key_values(args.augment_param, "--augment-param")
+    augment_values = {k: json.loads(v) if v[:1] in "[0123456789.-tf" else v
+                      for k, v in key_values(args.augment_param, "--augment-param").items()}
     if augment_values:
-        values["augment_params"] = {k: json.loads(v) if v[:1] in "[0123456789.-tf" else v for k, v in augment_values.items()}
+        values["augment_params"] = {**values.get("augment_params", {}), **augment_values}
     if args.skip_bad_images:
         values["skip_bad_images"] = True
     if args.jit is not None:
         values["jit_compile"] = {"auto": "auto", "true": True, "false": False}[args.jit]
     return values
+
+
+def _config_file(path: str) -> dict[str, Any]:
+    """Settings from a JSON file, without what a run folder records beside them (backend, class names)."""
+    from sslcore.config import TrainConfig
+
+    try:
+        with open(path) as handle:
+            saved = json.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"--config {path}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--config {path} is not valid JSON ({error})") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"--config {path} must hold a JSON object of settings")
+    return TrainConfig.from_run_config(saved).to_dict()
