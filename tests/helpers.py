@@ -8,3 +8,14 @@ def tiny_config(**overrides) -> TrainConfig:
                     log_every_steps=3, seed=0)
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+class StopAfter:
+    """A stop signal that fires after ``n`` checks: stops a run mid-epoch at a known step."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+
+    def is_set(self):
+        self.calls += 1
+        return self.calls > self.n

@@ -12,7 +12,7 @@ from sslcore.methods import METHODS, method_params
 from sslcore.methods.momentum import cosine_momentum
 from sslcore.runs import RunDir
 from sslcore.trainer import Trainer
-from tests.helpers import tiny_config
+from tests.helpers import StopAfter, tiny_config
 
 pytestmark = pytest.mark.core
 
@@ -107,15 +107,6 @@ def test_nnclr_support_set_size_auto_fits_the_data():
     assert method_params("nnclr", {"queue_size": 3000}, batch_size=256, num_images=1438).queue_size == 3000
     with pytest.raises(ValueError, match="queue_size"):
         method_params("nnclr", {"queue_size": 64}, batch_size=128)
-
-
-class StopAfter:
-    def __init__(self, n):
-        self.n, self.calls = n, 0
-
-    def is_set(self):
-        self.calls += 1
-        return self.calls > self.n
 
 
 def test_byol_resume_mid_epoch_equals_uninterrupted_run(tmp_path):

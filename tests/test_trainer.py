@@ -7,22 +7,11 @@ import pytest
 
 from sslcore.runs import RunDir
 from sslcore.trainer import Trainer, TrainingDiverged
-from tests.helpers import tiny_config
+from tests.helpers import StopAfter, tiny_config
 
 pytestmark = pytest.mark.core
 
 TIMING_FIELDS = {"images_per_second", "seconds", "eval_seconds", "elapsed_seconds", "eta_seconds"}
-
-
-class StopAfter:
-    """A stop signal that fires after ``n`` checks: stops a run mid-epoch at a known step."""
-
-    def __init__(self, n):
-        self.n, self.calls = n, 0
-
-    def is_set(self):
-        self.calls += 1
-        return self.calls > self.n
 
 
 def weights(trainer):

@@ -6,8 +6,8 @@ the negatives and the loss is symmetric over the two views.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import keras
 from keras import ops
@@ -15,14 +15,16 @@ from keras import ops
 from sslcore import losses
 from sslcore.methods.base import Method, MethodOutput, MethodParams, hyperparameter
 from sslcore.methods.momentum import ema_update, momentum_copy
-from sslcore.methods.queue import Queue, auto_queue_size
+from sslcore.methods.queue import AutoSizedQueue, Queue
 
 
 AUTO_QUEUE_SIZE = 4096
 
 
 @dataclass
-class MoCoParams(MethodParams):
+class MoCoParams(AutoSizedQueue, MethodParams):
+    default_queue_size: ClassVar[int] = AUTO_QUEUE_SIZE
+
     temperature: float = hyperparameter(0.2, "InfoNCE temperature (MoCo v2: 0.2)")
     momentum: float = hyperparameter(0.99, "EMA momentum of the key encoder (0.99 for small data sets; 0.999 on ImageNet)")
     queue_size: int = hyperparameter(0, "negatives kept in the queue (v2); 0 = auto: 4096, at most half the "
@@ -32,11 +34,6 @@ class MoCoParams(MethodParams):
     hidden_dim: int = hyperparameter(512, "hidden size of the projection head")
     hidden_layers: int = hyperparameter(1, "hidden layers in the projection head")
     head_batch_norm: bool = hyperparameter(False, "batch norm inside the projection head only")
-
-    def resolve(self, num_images):
-        if self.queue_size == 0:
-            return dataclasses.replace(self, queue_size=auto_queue_size(num_images, AUTO_QUEUE_SIZE))
-        return self
 
     def validate(self, batch_size=None):
         super().validate(batch_size)

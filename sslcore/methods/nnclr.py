@@ -6,20 +6,22 @@ already finds similar, which brings semantic variation that no crop or colour ji
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import keras
 
 from sslcore import losses
 from sslcore.methods.base import Method, MethodParams, hyperparameter
-from sslcore.methods.queue import Queue, auto_queue_size
+from sslcore.methods.queue import AutoSizedQueue, Queue
 
 AUTO_QUEUE_SIZE = 10_000
 
 
 @dataclass
-class NNCLRParams(MethodParams):
+class NNCLRParams(AutoSizedQueue, MethodParams):
+    default_queue_size: ClassVar[int] = AUTO_QUEUE_SIZE
+
     temperature: float = hyperparameter(0.1, "InfoNCE temperature (paper: 0.1)")
     queue_size: int = hyperparameter(0, "support set size; 0 = auto: 10,000, at most half the training images "
                                         "(a longer one holds each image's own past embeddings, so its neighbour is itself; paper: 98,304 on ImageNet)")
@@ -27,11 +29,6 @@ class NNCLRParams(MethodParams):
     hidden_dim: int = hyperparameter(512, "hidden size of the projection head")
     hidden_layers: int = hyperparameter(1, "hidden layers in the projection head")
     head_batch_norm: bool = hyperparameter(True, "batch norm inside the projection head (paper: yes)")
-
-    def resolve(self, num_images):
-        if self.queue_size == 0:
-            return dataclasses.replace(self, queue_size=auto_queue_size(num_images, AUTO_QUEUE_SIZE))
-        return self
 
     def validate(self, batch_size=None):
         super().validate(batch_size)

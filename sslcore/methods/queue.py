@@ -10,6 +10,9 @@ The weights are created on the owning layer (``owner.add_weight``), not on a sub
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import keras
 from keras import ops
 
@@ -42,3 +45,15 @@ def auto_queue_size(num_images: int | None, default: int) -> int:
     older embeddings (a positive disguised as a negative for MoCo, the image itself as its neighbour for NNCLR)."""
     half = (num_images // 2) if num_images else default
     return max(1, min(default, half))
+
+
+class AutoSizedQueue:
+    """For a method's settings with a ``queue_size`` where 0 means "auto": ``default_queue_size`` slots,
+    capped by ``auto_queue_size`` for the data set at hand (mixed in before ``MethodParams``)."""
+
+    default_queue_size: ClassVar[int]
+
+    def resolve(self, num_images):
+        if self.queue_size == 0:
+            return dataclasses.replace(self, queue_size=auto_queue_size(num_images, self.default_queue_size))
+        return self
