@@ -9,14 +9,7 @@ import pytest
 from PIL import Image
 
 from sslcore import export
-from test_audit import corpus_and_run, folder_digest
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSLCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
+from test_audit import corpus_and_run, folder_digest, private_cache  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")

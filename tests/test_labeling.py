@@ -6,14 +6,7 @@ import pytest
 from PIL import Image
 
 from sslcore import labeling
-from test_audit import corpus_and_run, digit_pictures, folder_digest
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSLCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
+from test_audit import corpus_and_run, digit_pictures, folder_digest, private_cache  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
