@@ -48,7 +48,8 @@ _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class HubError(RuntimeError):
     """A push or load that failed for a reason the user can act on. The message never contains the token.
 
-    ``kind`` is one of no_token, bad_token, forbidden, not_found, network, server, no_model, no_data, bad_repo, failed.
+    ``kind`` is one of no_token, bad_token, forbidden, not_found, network, server, no_model, no_data, bad_repo, failed
+    (and, from sslcore.deploy, bad_hardware, paid_hardware, no_app).
     """
 
     INPUT_KINDS = ("no_token", "no_model", "no_data", "bad_repo")
@@ -247,6 +248,58 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def resolve_endpoint(endpoint: str | None = None) -> str:
+    """The Hub's base URL: the given one, else HF_ENDPOINT (read by huggingface_hub), else https://huggingface.co."""
+    from huggingface_hub import constants
+
+    return (endpoint or constants.ENDPOINT).rstrip("/")
+
+
+@dataclass
+class HubSession:
+    """A checked token's client for one repository; ``call`` retries and explains failures without the token."""
+    api: Any
+    context: _Context
+    retry: dict
+
+    @property
+    def repo_id(self) -> str:
+        return self.context.repo_id
+
+    def call(self, action: str, fn: Callable[[], Any]) -> Any:
+        return _call(self.context, action, fn, **self.retry)
+
+
+def connect(repo_id: str, *, token: str | None = None, endpoint: str | None = None, attempts: int = RETRY_ATTEMPTS,
+            backoff_seconds: float = RETRY_BACKOFF_SECONDS,
+            progress: Callable[[str], None] | None = None) -> HubSession:
+    """A session for writing to ``repo_id`` once the name and the token are checked (``whoami``).
+
+    ``NAME`` becomes ``USER/NAME``. A namespace the token cannot write to is refused here, before any slow work,
+    rather than by the Hub's 403 once everything is ready to upload.
+    """
+    from huggingface_hub import HfApi
+
+    say = progress or (lambda message: None)
+    repo_id = check_repo_id(repo_id)
+    token, token_source = resolve_token(token)
+    endpoint = resolve_endpoint(endpoint)
+    context = _Context(endpoint=endpoint, repo_id=repo_id, token=token, token_source=token_source)
+    api = HfApi(endpoint=endpoint, token=token, library_name="sslcore", library_version=_version())
+    session = HubSession(api, context, dict(attempts=attempts, backoff_seconds=backoff_seconds, progress=say))
+
+    say("checking the token")
+    who = session.call("check the token", lambda: api.whoami())
+    context.user = who.get("name")
+    if "/" not in repo_id:
+        context.repo_id = f"{context.user}/{repo_id}"
+    namespace = context.repo_id.split("/")[0]
+    writable = {context.user, *(org.get("name") for org in who.get("orgs", []) if isinstance(org, dict))}
+    if namespace not in writable:
+        raise _forbidden(context)
+    return session
+
+
 def finished_run(run_dir: str | os.PathLike) -> RunDir:
     run = RunDir(run_dir)
     if not run.exists():
@@ -267,27 +320,11 @@ def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, 
     without it the card reports the last epoch's kNN figure from training. Raises HubError with a message that
     says what to do, never containing the token.
     """
-    from huggingface_hub import HfApi, constants
-
     say = progress or (lambda message: None)
     run = finished_run(run_dir)
-    repo_id = check_repo_id(repo_id)
-    token, token_source = resolve_token(token)
-    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-    context = _Context(endpoint=endpoint, repo_id=repo_id, token=token, token_source=token_source)
-    api = HfApi(endpoint=endpoint, token=token, library_name="sslcore", library_version=_version())
-    retry = dict(attempts=attempts, backoff_seconds=backoff_seconds, progress=say)
-
-    say("checking the token")
-    who = _call(context, "check the token", lambda: api.whoami(), **retry)
-    context.user = who.get("name")
-    if "/" not in repo_id:
-        repo_id = f"{context.user}/{repo_id}"
-        context.repo_id = repo_id
-    namespace = repo_id.split("/")[0]
-    writable = {context.user, *(org.get("name") for org in who.get("orgs", []) if isinstance(org, dict))}
-    if namespace not in writable:
-        raise _forbidden(context)  # before measuring anything; the Hub would answer 403 to create_repo / the commit
+    session = connect(repo_id, token=token, endpoint=endpoint, attempts=attempts, backoff_seconds=backoff_seconds,
+                      progress=say)  # before measuring anything
+    api, repo_id, endpoint = session.api, session.repo_id, session.context.endpoint
 
     config = run.config()
     with tempfile.TemporaryDirectory(prefix="sslcore-push-") as staging:
@@ -299,12 +336,10 @@ def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, 
         files += images
         notes += image_notes
         say(f"creating {repo_id}")
-        repo_url = _call(context, f"create {repo_id}",
-                         lambda: api.create_repo(repo_id, private=private, exist_ok=True), **retry)
+        repo_url = session.call(f"create {repo_id}", lambda: api.create_repo(repo_id, private=private, exist_ok=True))
         say(f"uploading {', '.join(files)}")
-        commit = _call(context, f"upload the model files to {repo_id}", lambda: api.upload_folder(
-            repo_id=repo_id, folder_path=stage, commit_message=commit_message or f"Upload sslcore run {run.name}"),
-            **retry)
+        commit = session.call(f"upload the model files to {repo_id}", lambda: api.upload_folder(
+            repo_id=repo_id, folder_path=stage, commit_message=commit_message or f"Upload sslcore run {run.name}"))
         from sslcore.model_card import build_model_card
 
         card = build_model_card(repo_id=repo_id, config=config, class_names=class_names,
@@ -313,9 +348,9 @@ def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, 
         card_path = stage / "README.md"
         card_path.write_text(str(card), encoding="utf-8")
         say("uploading the model card")
-        commit = _call(context, f"upload the model card to {repo_id}", lambda: api.upload_file(
+        commit = session.call(f"upload the model card to {repo_id}", lambda: api.upload_file(
             path_or_fileobj=str(card_path), path_in_repo="README.md", repo_id=repo_id,
-            commit_message="Model card (sslcore)"), **retry)
+            commit_message="Model card (sslcore)"))
     url = str(repo_url).rstrip("/") if repo_url else f"{endpoint}/{repo_id}"
     return PushResult(repo_id=repo_id, url=url, commit_url=str(getattr(commit, "commit_url", commit)), private=private,
                       files=[*files, "README.md"], evaluation=evaluation, notes=notes)
@@ -518,9 +553,9 @@ def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | 
 
 
 def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, backoff_seconds) -> Path:
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    endpoint = resolve_endpoint(endpoint)
     given = token.strip() if token and token.strip() else None
     context = _Context(endpoint=endpoint, repo_id=repo_id, token=given or os.environ.get("HF_TOKEN") or _saved_token(),
                        token_source="the token you gave" if given else "your HF_TOKEN / `hf auth login` token")

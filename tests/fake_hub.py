@@ -1,20 +1,26 @@
-"""A small Hugging Face Hub look-alike for the tests: the routes huggingface_hub 2.4 calls to push and pull a model.
+"""A small Hugging Face Hub look-alike for the tests: the routes huggingface_hub 2.4 calls to push and pull a model,
+and to create a Space and upload an app to it.
 
 Nothing here reaches the real Hub. The client is pointed at this server with ``endpoint=`` (or ``HF_ENDPOINT`` for a
 subprocess) and talks to it exactly as it talks to huggingface.co:
 
     GET  /api/whoami-v2                                  who the token belongs to (401 for an unknown token)
     POST /api/validate-yaml                              checks a README's YAML front matter (before a commit)
-    POST /api/repos/create                               create_repo (403 outside your namespace, 409 if it exists)
-    GET  /api/models/{ns}/{name}[/revision/{rev}]        repo_info / model_info (snapshot_download starts here)
-    GET  /api/models/{ns}/{name}/tree/{rev}[/{path}]     list_repo_tree (snapshot_download's file list)
-    POST /api/models/{ns}/{name}/preupload/{rev}         upload mode per file: "regular" (text) or "lfs" (binary)
-    POST /{ns}/{name}.git/info/lfs/objects/batch         LFS batch API: where to PUT each LFS object ("basic" transfer)
+    POST /api/repos/create                               create_repo (403 outside your namespace, 409 if it exists,
+                                                         402 for a Space on hardware its owner's plan does not cover)
+    GET  /api/{type}/{ns}/{name}[/revision/{rev}]        repo / model / space info (snapshot_download starts here)
+    GET  /api/{type}/{ns}/{name}/tree/{rev}[/{path}]     list_repo_tree (snapshot_download's file list)
+    POST /api/{type}/{ns}/{name}/preupload/{rev}         upload mode per file: "regular" (text) or "lfs" (binary)
+    POST [/spaces]/{ns}/{name}.git/info/lfs/objects/batch   LFS batch API: where to PUT each object ("basic" transfer)
     PUT  /__lfs/upload/{upload_id}                       the "presigned" upload URL the batch handed out (no auth)
-    POST /__lfs/verify/{ns}/{name}                       LFS verify action
-    POST /api/models/{ns}/{name}/commit/{rev}            the commit: NDJSON with header / file (base64) / lfsFile lines
-    HEAD|GET /{ns}/{name}/resolve/{rev}/{path}           downloads, with X-Repo-Commit / ETag / X-Linked-Etag headers
-    GET  /api/models/{ns}/{name}/xet-*-token/{rev}       refused (501): the tests run the client with HF_HUB_DISABLE_XET=1
+    POST /__lfs/verify/{type}/{ns}/{name}                LFS verify action
+    POST /api/{type}/{ns}/{name}/commit/{rev}            the commit: NDJSON with header / file (base64) / lfsFile lines
+    HEAD|GET [/spaces]/{ns}/{name}/resolve/{rev}/{path}  downloads, with X-Repo-Commit / ETag / X-Linked-Etag headers
+    GET  /api/{type}/{ns}/{name}/xet-*-token/{rev}       refused (501): the tests run with HF_HUB_DISABLE_XET=1
+    POST /api/spaces/{ns}/{name}/hardware                request_space_hardware (402 like create, for a paid flavour)
+
+``{type}`` is ``models`` or ``spaces``. Model repos live in ``hub.repos`` and Spaces in ``hub.spaces`` (both keyed by
+``USER/NAME``, as on the Hub a model and a Space may share a name); a Space also records its ``sdk`` and ``hardware``.
 
 Xet: huggingface_hub 2.x uploads every LFS file through Xet storage when ``hf_xet`` is installed, which needs a CAS
 server this fake does not have; ``HF_HUB_DISABLE_XET=1`` (or ``huggingface_hub.constants.HF_HUB_DISABLE_XET = True``)
@@ -25,6 +31,8 @@ Auth: ``tokens`` maps each known token to a user name; ``orgs`` maps a user to t
 ``readonly_orgs`` to organisations it belongs to (whoami lists them) with only the "read" role, so a write answers 403.
 ``fail(method, path_prefix, status, message, times)`` makes the next matching requests fail, e.g. a 503 to test
 retries; ``{token}`` in the message is replaced by the request's token, like a careless server quoting it.
+Plans: as on the Hub since 2026, a free account may host a Gradio or Docker Space only on ZeroGPU; every other
+hardware (CPU included) answers 402 unless the owner is in ``paid_users`` (``free_hardware`` says which are free).
 Every request is recorded (method, path, query, headers, body, status) in ``hub.requests`` so a test can check
 what the client sent, e.g. that the token appears only in the Authorization header.
 
@@ -50,6 +58,9 @@ from fastapi.responses import JSONResponse, Response
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"   # what the real Hub says, in X-Error-Message
 LFS_THRESHOLD_BYTES = 10 * 1024 * 1024                                  # the Hub also puts big text files in LFS
+REPO_TYPES = {"model": "models", "space": "spaces"}                     # create_repo's type → the URL segment
+FREE_SPACE_HARDWARE = ("zero-a10g",)
+DEFAULT_SPACE_HARDWARE = "cpu-basic"                                    # what the Hub gives a Space created without one
 
 
 @dataclass
@@ -77,6 +88,14 @@ class Repo:
     owner: str
     private: bool
     commits: list[tuple[str, dict[str, StoredFile]]] = field(default_factory=list)  # (sha, files), oldest first
+    repo_type: str = "models"
+    sdk: str | None = None          # Spaces only, like hardware
+    hardware: str | None = None
+
+    @property
+    def web_path(self) -> str:
+        """Where the Hub's pages put it: USER/NAME for a model, spaces/USER/NAME for a Space."""
+        return f"spaces/{self.repo_id}" if self.repo_type == "spaces" else self.repo_id
 
     @property
     def head(self) -> str:
@@ -127,13 +146,17 @@ class FakeHub:
     """
 
     def __init__(self, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None, *,
-                 readonly_orgs: dict[str, list[str]] | None = None, echo_token_in_errors: bool = False):
+                 readonly_orgs: dict[str, list[str]] | None = None, echo_token_in_errors: bool = False,
+                 paid_users: set[str] | None = None, free_hardware: tuple[str, ...] = FREE_SPACE_HARDWARE):
         self.tokens = dict(tokens or {})
+        self.paid_users = set(paid_users or ())
+        self.free_hardware = set(free_hardware)
         self.orgs = {user: list(names) for user, names in (orgs or {}).items()}
         self.readonly_orgs = {user: list(names) for user, names in (readonly_orgs or {}).items()}
         self.failures: list[dict] = []
         self.echo_token_in_errors = echo_token_in_errors
         self.repos: dict[str, Repo] = {}
+        self.spaces: dict[str, Repo] = {}
         self.requests: list[RecordedRequest] = []
         self.lfs_objects: dict[str, bytes] = {}
         self._uploads: dict[str, tuple[str, int]] = {}
@@ -178,14 +201,22 @@ class FakeHub:
         self.stop()
 
     # ------------------------------------------------------------------------------------------ helpers for tests
-    def add_repo(self, repo_id: str, files: dict[str, bytes] | None = None, *, private: bool = False) -> Repo:
-        """A repo that already exists (e.g. someone else's), optionally with files."""
+    def add_repo(self, repo_id: str, files: dict[str, bytes] | None = None, *, private: bool = False,
+                 repo_type: str = "models", sdk: str | None = None, hardware: str | None = None) -> Repo:
+        """A repo that already exists (e.g. someone else's), optionally with files; a Space with repo_type="spaces"."""
         stored = {path: StoredFile(content, _is_lfs(path, content)) for path, content in (files or {}).items()}
-        repo = Repo(repo_id, repo_id.split("/")[0], private)
+        repo = Repo(repo_id, repo_id.split("/")[0], private, repo_type=repo_type, sdk=sdk, hardware=hardware)
         repo.commits.append((self._new_sha(repo_id), {".gitattributes": StoredFile(b"*.keras filter=lfs\n", False),
                                                       **stored}))
-        self.repos[repo_id] = repo
+        self._store(repo_type)[repo_id] = repo
         return repo
+
+    def _store(self, repo_type: str) -> dict[str, Repo]:
+        """The repos of a URL's type segment (``models`` / ``spaces``); an empty dict for a type the fake lacks."""
+        return {"models": self.repos, "spaces": self.spaces}.get(repo_type, {})
+
+    def _needs_paid_plan(self, user: str, hardware: str) -> bool:
+        return hardware not in self.free_hardware and user not in self.paid_users
 
     def fail(self, method: str, path_prefix: str, status: int, message: str = "injected failure", times: int = 1) -> None:
         """Answer the next ``times`` requests whose method and path match with ``status`` and ``message``."""
@@ -223,23 +254,25 @@ class FakeHub:
     def _can_write(self, user: str | None, namespace: str) -> bool:
         return user is not None and (namespace == user or namespace in self.orgs.get(user, []))
 
-    def _readable(self, request: Request, repo_id: str) -> tuple[Repo | None, JSONResponse | None]:
+    def _readable(self, request: Request, repo_id: str,
+                  repo_type: str = "models") -> tuple[Repo | None, JSONResponse | None]:
         user, failure = self._user(request)
         if failure:
             return None, failure
-        repo = self.repos.get(repo_id)
+        repo = self._store(repo_type).get(repo_id)
         if repo is None or (repo.private and not self._can_write(user, repo.owner)):
             # The real Hub answers 401 + RepoNotFound for both, so a private repo's existence does not leak.
             return None, _error(401, "Repository not found", code="RepoNotFound")
         return repo, None
 
-    def _writable(self, request: Request, repo_id: str) -> tuple[str | None, Repo | None, JSONResponse | None]:
+    def _writable(self, request: Request, repo_id: str,
+                  repo_type: str = "models") -> tuple[str | None, Repo | None, JSONResponse | None]:
         user, failure = self._user(request)
         if failure:
             return None, None, failure
         if user is None:
             return None, None, _error(401, "You must be authenticated to write to a repo", header_message=INVALID_CREDENTIALS)
-        repo = self.repos.get(repo_id)
+        repo = self._store(repo_type).get(repo_id)
         if repo is None:
             return user, None, _error(404, "Repository not found", code="RepoNotFound")
         if not self._can_write(user, repo.owner):
@@ -251,6 +284,12 @@ class FakeHub:
         if self.echo_token_in_errors:
             detail = f" (token {request.headers.get('authorization', '').split(' ', 1)[-1]!r})"
         return _error(403, f"You don't have the rights to write to the namespace \"{namespace}\" as {user}{detail}")
+
+    @staticmethod
+    def _payment_required(hardware: str) -> JSONResponse:
+        # The real Hub's words (2026) for a Gradio Space on a free account's cpu-basic, with the hardware filled in.
+        return _error(402, "Static Spaces are free for everyone, but hosting Gradio and Docker Spaces on free "
+                           f"{hardware} requires a PRO subscription.")
 
     def _new_sha(self, salt: str) -> str:
         return hashlib.sha1(f"{salt}-{next(self._counter)}-{time.time_ns()}".encode()).hexdigest()
@@ -293,44 +332,72 @@ class FakeHub:
             if user is None:
                 return _error(401, "You must be authenticated to create a repo", header_message=INVALID_CREDENTIALS)
             payload = json.loads(await request.body())
-            if payload.get("type", "model") not in (None, "model"):
-                return _error(400, "the fake hub only hosts model repos")
+            repo_type = REPO_TYPES.get(payload.get("type") or "model")
+            if repo_type is None:
+                return _error(400, f"the fake hub only hosts {' and '.join(REPO_TYPES.values())}")
             namespace = payload.get("organization") or user
             repo_id = f"{namespace}/{payload['name']}"
             if not hub._can_write(user, namespace):
                 return hub._forbidden(request, user, namespace)
+            sdk = hardware = None
+            if repo_type == "spaces":
+                sdk, hardware = payload.get("sdk"), payload.get("hardware") or DEFAULT_SPACE_HARDWARE
+                if sdk not in ("gradio", "docker", "static", "streamlit"):
+                    return _error(400, f"Invalid sdk: {sdk!r}")
+                if sdk != "static" and hub._needs_paid_plan(namespace, hardware):
+                    return hub._payment_required(hardware)   # the real Hub checks the plan before "already exists"
             base = str(request.base_url).rstrip("/")
             with hub._lock:
-                if repo_id in hub.repos:
-                    return JSONResponse({"error": "You already created this model repo", "url": f"{base}/{repo_id}"},
-                                        status_code=409)
-                hub.add_repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
-            return {"url": f"{base}/{repo_id}", "name": repo_id, "id": f"repo-{repo_id}"}
+                existing = hub._store(repo_type).get(repo_id)
+                if existing is not None:
+                    return JSONResponse({"error": "You already created this repo",
+                                         "url": f"{base}/{existing.web_path}"}, status_code=409)
+                private = payload.get("visibility") == "private" or bool(payload.get("private"))
+                repo = hub.add_repo(repo_id, private=private, repo_type=repo_type, sdk=sdk, hardware=hardware)
+            return {"url": f"{base}/{repo.web_path}", "name": repo_id, "id": f"repo-{repo_id}"}
 
         def info(repo: Repo, revision: str):
             found = repo.snapshot(revision)
             if found is None:
                 return _error(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
             sha, files = found
-            return {"_id": f"repo-{repo.repo_id}", "id": repo.repo_id, "modelId": repo.repo_id, "author": repo.owner,
-                    "sha": sha, "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
-                    "tags": [], "lastModified": "2026-11-01T00:00:00.000Z", "createdAt": "2026-11-01T00:00:00.000Z",
-                    "siblings": [{"rfilename": path} for path in sorted(files)]}
+            described = {"_id": f"repo-{repo.repo_id}", "id": repo.repo_id, "author": repo.owner, "sha": sha,
+                         "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
+                         "tags": [], "lastModified": "2026-11-01T00:00:00.000Z",
+                         "createdAt": "2026-11-01T00:00:00.000Z",
+                         "siblings": [{"rfilename": path} for path in sorted(files)]}
+            if repo.repo_type == "spaces":
+                return {**described, "sdk": repo.sdk, "runtime": runtime(repo)}
+            return {**described, "modelId": repo.repo_id}
 
-        @app.get("/api/models/{namespace}/{name}")
-        async def model_info(namespace: str, name: str, request: Request):
-            repo, failure = hub._readable(request, f"{namespace}/{name}")
+        def runtime(space: Repo) -> dict:
+            return {"stage": "BUILDING", "hardware": {"current": None, "requested": space.hardware}}
+
+        @app.get("/api/{repo_type}/{namespace}/{name}")
+        async def repo_info(repo_type: str, namespace: str, name: str, request: Request):
+            repo, failure = hub._readable(request, f"{namespace}/{name}", repo_type)
             return failure or info(repo, "main")
 
-        @app.get("/api/models/{namespace}/{name}/revision/{revision}")
-        async def model_info_at(namespace: str, name: str, revision: str, request: Request):
-            repo, failure = hub._readable(request, f"{namespace}/{name}")
+        @app.get("/api/{repo_type}/{namespace}/{name}/revision/{revision}")
+        async def repo_info_at(repo_type: str, namespace: str, name: str, revision: str, request: Request):
+            repo, failure = hub._readable(request, f"{namespace}/{name}", repo_type)
             return failure or info(repo, unquote(revision))
 
-        @app.get("/api/models/{namespace}/{name}/tree/{revision}")
-        @app.get("/api/models/{namespace}/{name}/tree/{revision}/{path:path}")
-        async def tree(namespace: str, name: str, revision: str, request: Request, path: str = ""):
-            repo, failure = hub._readable(request, f"{namespace}/{name}")
+        @app.post("/api/spaces/{namespace}/{name}/hardware")
+        async def space_hardware(namespace: str, name: str, request: Request):
+            _, space, failure = hub._writable(request, f"{namespace}/{name}", "spaces")
+            if failure:
+                return failure
+            flavor = json.loads(await request.body()).get("flavor")
+            if hub._needs_paid_plan(space.owner, flavor):
+                return hub._payment_required(flavor)
+            space.hardware = flavor
+            return runtime(space)
+
+        @app.get("/api/{repo_type}/{namespace}/{name}/tree/{revision}")
+        @app.get("/api/{repo_type}/{namespace}/{name}/tree/{revision}/{path:path}")
+        async def tree(repo_type: str, namespace: str, name: str, revision: str, request: Request, path: str = ""):
+            repo, failure = hub._readable(request, f"{namespace}/{name}", repo_type)
             if failure:
                 return failure
             found = repo.snapshot(unquote(revision))
@@ -357,9 +424,9 @@ class FakeHub:
                         for folder in sorted(folders)]
             return entries
 
-        @app.post("/api/models/{namespace}/{name}/preupload/{revision}")
-        async def preupload(namespace: str, name: str, revision: str, request: Request):
-            _, repo, failure = hub._writable(request, f"{namespace}/{name}")
+        @app.post("/api/{repo_type}/{namespace}/{name}/preupload/{revision}")
+        async def preupload(repo_type: str, namespace: str, name: str, revision: str, request: Request):
+            _, repo, failure = hub._writable(request, f"{namespace}/{name}", repo_type)
             if failure:
                 return failure
             payload = json.loads(await request.body())
@@ -370,9 +437,11 @@ class FakeHub:
                               "uploadMode": "lfs" if _is_lfs(item["path"], sample, item.get("size", 0)) else "regular"})
             return {"files": files, "commitOid": repo.head}
 
+        # Git routes name a model as /{ns}/{name} and a Space as /spaces/{ns}/{name}.
         @app.post("/{namespace}/{name}.git/info/lfs/objects/batch")
-        async def lfs_batch(namespace: str, name: str, request: Request):
-            _, repo, failure = hub._writable(request, f"{namespace}/{name}")
+        @app.post("/{repo_type}/{namespace}/{name}.git/info/lfs/objects/batch")
+        async def lfs_batch(namespace: str, name: str, request: Request, repo_type: str = "models"):
+            _, repo, failure = hub._writable(request, f"{namespace}/{name}", repo_type)
             if failure:
                 return failure
             payload = json.loads(await request.body())
@@ -389,7 +458,7 @@ class FakeHub:
                 hub._uploads[upload_id] = (oid, size)
                 objects.append({"oid": oid, "size": size, "authenticated": True, "actions": {
                     "upload": {"href": f"{base}/__lfs/upload/{upload_id}", "header": {}},
-                    "verify": {"href": f"{base}/__lfs/verify/{repo.repo_id}", "header": {}}}})
+                    "verify": {"href": f"{base}/__lfs/verify/{repo_type}/{repo.repo_id}", "header": {}}}})
             return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
                                 media_type="application/vnd.git-lfs+json")
 
@@ -405,9 +474,9 @@ class FakeHub:
             hub.lfs_objects[oid] = content
             return Response(status_code=200)
 
-        @app.post("/__lfs/verify/{namespace}/{name}")
-        async def lfs_verify(namespace: str, name: str, request: Request):
-            _, _, failure = hub._writable(request, f"{namespace}/{name}")
+        @app.post("/__lfs/verify/{repo_type}/{namespace}/{name}")
+        async def lfs_verify(repo_type: str, namespace: str, name: str, request: Request):
+            _, _, failure = hub._writable(request, f"{namespace}/{name}", repo_type)
             if failure:
                 return failure
             payload = json.loads(await request.body())
@@ -415,9 +484,9 @@ class FakeHub:
                 return _error(404, "object not uploaded")
             return {"success": True}
 
-        @app.post("/api/models/{namespace}/{name}/commit/{revision}")
-        async def commit(namespace: str, name: str, revision: str, request: Request):
-            _, repo, failure = hub._writable(request, f"{namespace}/{name}")
+        @app.post("/api/{repo_type}/{namespace}/{name}/commit/{revision}")
+        async def commit(repo_type: str, namespace: str, name: str, revision: str, request: Request):
+            _, repo, failure = hub._writable(request, f"{namespace}/{name}", repo_type)
             if failure:
                 return failure
             if unquote(revision) != "main":
@@ -449,17 +518,19 @@ class FakeHub:
                 sha = hub._new_sha(repo.repo_id)
                 repo.commits.append((sha, files))
             base = str(request.base_url).rstrip("/")
-            return {"success": True, "commitOid": sha, "commitUrl": f"{base}/{repo.repo_id}/commit/{sha}",
+            return {"success": True, "commitOid": sha, "commitUrl": f"{base}/{repo.web_path}/commit/{sha}",
                     "commitMessage": lines[0]["value"]["summary"], "pullRequestUrl": None}
 
-        @app.get("/api/models/{namespace}/{name}/xet-write-token/{revision}")
-        @app.get("/api/models/{namespace}/{name}/xet-read-token/{revision}")
-        async def xet_token(namespace: str, name: str, revision: str):
+        @app.get("/api/{repo_type}/{namespace}/{name}/xet-write-token/{revision}")
+        @app.get("/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision}")
+        async def xet_token(repo_type: str, namespace: str, name: str, revision: str):
             return _error(501, "the fake hub has no Xet storage: run the client with HF_HUB_DISABLE_XET=1")
 
         @app.api_route("/{namespace}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
-        async def resolve(namespace: str, name: str, revision: str, path: str, request: Request):
-            repo, failure = hub._readable(request, f"{namespace}/{name}")
+        @app.api_route("/{repo_type}/{namespace}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
+        async def resolve(namespace: str, name: str, revision: str, path: str, request: Request,
+                          repo_type: str = "models"):
+            repo, failure = hub._readable(request, f"{namespace}/{name}", repo_type)
             if failure:
                 return failure
             found = repo.snapshot(unquote(revision))

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "a run's embeddings of a folder for the Embedding Projector, or as CSV"),
     "push": ("push", "share a finished run on the Hugging Face Hub with its model card"),
     "classify": ("classify", "top classes of image files with a run's or a Hub model's classifier"),
+    "deploy": ("deploy", "run this app as your own Hugging Face Space (ZeroGPU by default)"),
 }
 
 
