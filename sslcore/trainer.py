@@ -137,21 +137,25 @@ class Trainer:
             self.run.truncate_rows(state["epoch_rows"], state["step_rows"])
 
     # -- the loop -------------------------------------------------------------------------------------
-    def fit(self, *, resume: bool = False, stop: StopSignal | None = None, max_seconds: float | None = None) -> dict:
-        """Train to the configured epochs, or until ``stop`` is set or ``max_seconds`` nearly run out.
+    def fit(self, *, resume: bool = False, stop: StopSignal | None = None, max_seconds: float | None = None,
+            max_steps: int | None = None) -> dict:
+        """Train to the configured epochs, or until ``stop`` is set, ``max_seconds`` nearly run out or this
+        call has trained ``max_steps`` steps (a chunk of a longer run; ``resume`` continues it).
 
         With a run folder and no ``stop`` given, the folder's stop request is the signal. Any failure is
         written to the run's status with its message before it propagates.
         """
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1; got {max_steps}")
         try:
-            return self._fit(resume, stop, max_seconds)
+            return self._fit(resume, stop, max_seconds, max_steps)
         except TrainingDiverged:
             raise
         except Exception as error:
             self._status("failed", f"{type(error).__name__}: {error}")
             raise
 
-    def _fit(self, resume, stop, max_seconds) -> dict:
+    def _fit(self, resume, stop, max_seconds, max_steps) -> dict:
         started = time.perf_counter()
         if self.model is None:
             self.prepare()
@@ -169,6 +173,8 @@ class Trainer:
         device_data = DeviceData.from_numpy(data.train_images, data.train_labels, data.probe_images, data.probe_labels)
         step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile, self.distribution)
         position = self.position
+        # A step budget cuts a run at a known step, where a time budget cuts it wherever the clock says.
+        last_step = None if max_steps is None else position.global_step + max_steps
         info = {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch, "epochs": config.epochs,
                 "start_step": position.global_step, "backend": keras.backend.backend(), "images": len(data.train_images)}
         for callback in self.callbacks:
@@ -183,7 +189,7 @@ class Trainer:
             probe_rng = np.random.default_rng([config.seed, position.epoch, 1])
             epoch_started = time.perf_counter() - position.epoch_seconds
             while position.step_in_epoch < self.steps_per_epoch:
-                if self._should_stop(stop, max_seconds, started, step_seconds):
+                if self._should_stop(stop, max_seconds, started, step_seconds) or position.global_step == last_step:
                     stopped_early = True
                     break
                 step_started = time.perf_counter()

@@ -11,6 +11,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--max-seconds", type=float, help="stop cleanly (with a checkpoint) before this many seconds")
+    parser.add_argument("--max-steps", type=int, help="stop cleanly (with a checkpoint) after this many steps in this call")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -34,7 +35,8 @@ def run(args) -> dict:
             raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         config = TrainConfig.from_dict(given)
     callbacks = [] if args.no_progress else [ProgressBar()]
-    return Trainer(config, args.out, callbacks=callbacks).fit(resume=args.resume, max_seconds=args.max_seconds)
+    trainer = Trainer(config, args.out, callbacks=callbacks)
+    return trainer.fit(resume=args.resume, max_seconds=args.max_seconds, max_steps=args.max_steps)
 
 
 class ProgressBar:
