@@ -2,7 +2,8 @@
 
 ``python app.py`` serves http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change that). One tab per
 module in ``pages/``; training runs as background processes (``sslcore.jobs``) writing to ``$SSLCORE_RUNS``
-(default ``./runs``), so the app stays responsive and a restarted app finds every run where it was.
+(default ``./runs``), so the app stays responsive and a restarted app finds every run where it was. On a ZeroGPU
+Space, training and every other accelerator call go through ``@spaces.GPU`` functions (``sslcore.zerogpu``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import gradio as gr
 
 import sslcore
 from pages import audit, augment, classify, common, explore, hub, train
+from sslcore import zerogpu
 from sslcore.jobs import JobManager
 
 # System fonts only: the app must look right offline, and Gradio's default theme fetches Google Fonts.
@@ -39,7 +41,8 @@ CSS = """
 
 
 def build_app(jobs: JobManager | None = None) -> gr.Blocks:
-    jobs = jobs or JobManager()
+    # On ZeroGPU nothing may train in the background: the visitor's page drives each GPU call.
+    jobs = jobs or (zerogpu.ChunkedJobManager() if zerogpu.on_zerogpu() else JobManager())
     with gr.Blocks(title="sslcore lab") as demo:
         gr.Markdown(f"**sslcore lab** · Keras backend **{sslcore.BACKEND}** on **{common.device_description()}** — "
                     f"{sslcore.BACKEND_REASON} · runs folder `{jobs.root}`", elem_id="ssl-header")

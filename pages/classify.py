@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
-from sslcore import explore
+from sslcore import zerogpu
 from sslcore.preview import enlarge
 
 TITLE = "Classify"
@@ -39,7 +39,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     def classify(run_id, files, top_k, token=""):
         """Top classes with probabilities for each uploaded image; files that are not images are reported by name."""
         paths = list(files or [])
-        results = explore.classify_files(context.model_source(run_id), paths, int(top_k),
+        results = zerogpu.classify_files_on_gpu(context.model_source(run_id), paths, int(top_k),
                                          names=[upload_name(path) for path in paths], token=token or None)
         ranked = lambda r: ", ".join(f"{p['class']} ({p['probability']:.0%})" for p in r["predictions"])
         shown = [(enlarge(r["image"], SHOWN_SIZE), f"{r['file']} → {r['predictions'][0]['class']}")

@@ -160,6 +160,10 @@ def device_description() -> str:
     """Where Keras computes in this process, e.g. ``CPU (2 cores)`` or ``GPU (NVIDIA H100)``."""
     import keras
 
+    from sslcore.zerogpu import on_zerogpu
+
+    if on_zerogpu():   # asking torch.cuda here would be wrong: the GPU exists only inside decorated calls
+        return "ZeroGPU (a GPU lent per call, charged to the visitor's quota)"
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

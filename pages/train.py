@@ -13,7 +13,7 @@ import gradio as gr
 
 from pages.common import (AppContext, api_errors, browser_secret, data_source, data_source_picker, device_description,
                           message_html, refreshed_runs, reports_errors, run_dropdown)
-from sslcore import BACKEND, finetune, jobs, plots
+from sslcore import BACKEND, chunks, finetune, jobs, plots, zerogpu
 from sslcore.augment import PRESETS
 from sslcore.backend import installed_backends
 from sslcore.config import OPTIMIZERS, TrainConfig
@@ -23,7 +23,7 @@ from sslcore.model import PRECISIONS
 
 TITLE = "Train"
 POLL_SECONDS = 1.0
-STATE_KINDS = {"finished": "ok", "failed": "error", "interrupted": "error", "stopped": "info"}
+STATE_KINDS = {"finished": "ok", "failed": "error", "interrupted": "error", "stopped": "info", "paused": "warn"}
 RUN_TABLE_HEADERS = ["run", "encoder", "backend", "state", "epochs", "kNN acc", "probe acc", "img/s"]
 
 
@@ -53,9 +53,11 @@ def status_view(context: AppContext, run_id: str | None) -> tuple[str, str]:
     fraction = (status.get("step") or 0) / status["total_steps"] if status.get("total_steps") else 0.0
     if state == "finished":
         fraction = 1.0
+    gpu_cost = chunks.ledger_text(context.run_path(run_id))   # only chunked (ZeroGPU) runs have a ledger
     bar = (f'<div class="ssl-progress" title="{fraction:.0%}"><div class="ssl-bar ssl-bar-{html.escape(state)}" '
            f'style="width:{100 * fraction:.1f}%"></div></div>'
-           f'<div class="ssl-progress-text">{html.escape(jobs.describe(status))}</div>')
+           f'<div class="ssl-progress-text">{html.escape(jobs.describe(status))}</div>'
+           + (f'<div class="ssl-progress-text" id="train-gpu-cost">{html.escape(gpu_cost)}</div>' if gpu_cost else ""))
     return message_html(text, kind), bar
 
 
@@ -87,6 +89,8 @@ def finetune_view(context: AppContext, run_id: str | None):
 
 def build(context: AppContext, tab: gr.Tab) -> None:
     jobs_ = context.jobs
+    # On ZeroGPU the page itself trains the run, one GPU call after another (sslcore.zerogpu).
+    chunked = isinstance(jobs_, zerogpu.ChunkedJobManager)
     current_run = gr.BrowserState(None, storage_key="sslcore-current-run", secret=browser_secret(jobs_.root))
     seen = gr.State(None)   # what the chart last showed, so an idle tick redraws nothing
     timer = gr.Timer(POLL_SECONDS)
@@ -118,9 +122,14 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 augment = gr.Dropdown(list(PRESETS), value=defaults.augment, label="Augmentation preset")
                 log_every = gr.Number(5, precision=0, label="Chart update every N steps",
                                       info="each update is a device → host sync")
-            backends = installed_backends()
+            backends = ["torch"] if chunked else installed_backends()
             backend = gr.Dropdown(backends, value=BACKEND if BACKEND in backends else backends[0], label="Keras backend",
-                                  info=f"this app computes on {device_description()}; training runs in its own process")
+                                  interactive=not chunked,
+                                  info=f"this app computes on {device_description()}; " + (
+                                      "ZeroGPU runs PyTorch only" if chunked else "training runs in its own process"))
+            if chunked:
+                gr.Markdown(zerogpu.ABOUT_CHUNKS.format(seconds=jobs_.seconds), elem_id="train-zerogpu-note",
+                            elem_classes=["ssl-hint"])
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start", min_width=80)
                 stop = gr.Button("Stop", variant="stop", elem_id="train-stop", min_width=80, interactive=False)
@@ -211,7 +220,9 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         def on_epoch(name, epoch, total, logs):
             done = epoch + (total if name == "finetuned" else 0)
             progress(done / (2 * total), desc=f"{name}: epoch {epoch}/{total}, val acc {logs.get('val_accuracy', 0):.1%}")
-        result = finetune.baseline_vs_finetune(context.run_path(run_id), epochs=int(epochs), on_epoch=on_epoch)
+        # A ZeroGPU call runs in a forked worker: a progress callback into this page cannot cross over.
+        result = zerogpu.baseline_vs_finetune_on_gpu(context.run_path(run_id), epochs=int(epochs),
+                                                     on_epoch=None if zerogpu.on_zerogpu() else on_epoch)
         final = result["final_val_accuracy"]
         return plots.finetune_figure(result), message_html(
             f"baseline {final['baseline']:.1%} · fine-tuned {final['finetuned']:.1%} validation accuracy after "
@@ -224,10 +235,26 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     form = [method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer, precision,
             augment, log_every, backend, *[control for _, _, control in method_controls]]
     light = dict(concurrency_id="train-actions", concurrency_limit=4)
-    start.click(start_from_form, form, [current_run, status], api_name="start_from_form",
-                api_visibility="undocumented", **light)
+    started = start.click(start_from_form, form, [current_run, status], api_name="start_from_form",
+                          api_visibility="undocumented", **light)
     stop.click(stop_current, current_run, status, api_name="stop_current", api_visibility="undocumented", **light)
-    resume.click(resume_current, current_run, status, api_name="resume_current", api_visibility="undocumented", **light)
+    resumed = resume.click(resume_current, current_run, status, api_name="resume_current",
+                           api_visibility="undocumented", **light)
+    if chunked:
+        driver_done = gr.State(None)
+
+        def drive_chunks(run_id):
+            """One GPU call after another until the run finishes, stops or pauses; the timer draws the charts."""
+            if not run_id or jobs_.status(run_id)["state"] not in ("starting",):
+                return
+            for status_now in jobs_.drive(run_id):
+                yield status_now.get("state")
+
+        chunk_events = dict(concurrency_id="gpu-chunks", concurrency_limit=4, show_progress="hidden")
+        started.success(drive_chunks, current_run, driver_done, api_name="drive_chunks", api_visibility="private",
+                        **chunk_events)
+        resumed.success(drive_chunks, current_run, driver_done, api_name="drive_resumed_chunks",
+                        api_visibility="private", **chunk_events)
 
     view_outputs = [status, progress, figure, seen, runs_frame, run_picker, overlay, stop, resume]
     # The poll has its own unlimited group, so a chart refresh never waits behind a preview or an embedding.

@@ -30,9 +30,14 @@ def installed_backends() -> list[str]:
     return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
 
 
+def zero_gpu_space() -> bool:
+    """True on a Hugging Face ZeroGPU Space (the variable is set there)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
 def default_backend() -> tuple[str, str]:
     """The backend this device should use, and the reason (shown in the app and the CLI)."""
-    if os.environ.get("SPACES_ZERO_GPU"):
+    if zero_gpu_space():
         return "torch", "ZeroGPU Space: PyTorch is the only framework ZeroGPU attaches a GPU to"
     installed = installed_backends()
     if has_cuda_gpu() and "jax" in installed:
@@ -53,6 +58,9 @@ def configure(backend: str | None = None) -> tuple[str, str]:
             raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         os.environ["KERAS_BACKEND"] = backend
         return backend, "chosen with --backend"
+    if zero_gpu_space():
+        # ZeroGPU's package must patch torch before anything imports it (and it fails if CUDA is initialised).
+        import spaces  # noqa: F401
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"], "set by KERAS_BACKEND"
     chosen, reason = default_backend()

@@ -38,8 +38,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # queued (waiting for a slot), starting (process up, data and model not ready yet), stopping (asked to
 # stop, finishing its step) and interrupted (the folder says running but no process is behind it).
 LIVE_STATES = ("queued", "starting", "running", "stopping")
-RESUMABLE_STATES = ("stopped", "failed", "interrupted")
-FINAL_STATES = ("finished", "stopped", "failed", "interrupted")
+RESUMABLE_STATES = ("stopped", "paused", "failed", "interrupted")
+FINAL_STATES = ("finished", "stopped", "paused", "failed", "interrupted")
 
 JOB_FILE, LOG_FILE = "job.json", "train.log"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -150,8 +150,9 @@ def new_run_id(root: Path, config: TrainConfig, now: datetime | None = None) -> 
 # -------------------------------------------------------------------------------------------- processes
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True when ``pid`` is a live (not zombie) sslcore process; a reused pid of another program is not."""
+def pid_alive(pid: int | None, command_has: bytes = b"sslcore") -> bool:
+    """True when ``pid`` is a live (not zombie) process whose command line has ``command_has`` (an sslcore
+    process by default): a reused pid of another program is not."""
     if not pid:
         return False
     try:
@@ -166,7 +167,7 @@ def pid_alive(pid: int | None) -> bool:
     try:
         if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
             return False
-        return b"sslcore" in proc.joinpath("cmdline").read_bytes()
+        return command_has in proc.joinpath("cmdline").read_bytes()
     except (OSError, IndexError):
         return False
 
@@ -326,7 +327,7 @@ class JobManager:
                 status["message"] = (f"waiting in the queue: number {position} of {len(self._queue)} "
                                      f"({running} job{'s' if running != 1 else ''} training, {self.max_jobs} at a time)")
             elif state in ("pending", "running"):
-                alive = job.alive() if job is not None else pid_alive(self._recorded_pid(run, status))
+                alive = job.alive() if job is not None else self._pid_alive(self._recorded_pid(run, status))
                 if not alive:
                     state = "interrupted"
                     status["message"] = self._exits.get(run_id) or (
@@ -466,6 +467,9 @@ class JobManager:
         elif code:
             reason = _last_error_line(run.path / LOG_FILE) or f"the training command exited with code {code}"
             run.write_status("failed", explain_failure(reason), pid=None)
+
+    def _pid_alive(self, pid: int | None) -> bool:
+        return pid_alive(pid)
 
     def _recorded_pid(self, run: RunDir, status: dict) -> int | None:
         if status.get("state") == "running" and status.get("pid"):

@@ -3,7 +3,7 @@
     config.json       everything needed to rebuild the run
     metrics.jsonl     one JSON object per epoch
     steps.jsonl       one JSON object per training step (what the live charts draw)
-    status.json       state (running / finished / stopped / failed), progress, last message
+    status.json       state (running / finished / stopped / paused / failed), progress, last message
     encoder.keras     feature extractor: RGB pixels 0–255 → features
     classifier.keras  encoder + linear probe → class probabilities (labelled data only)
     checkpoints/      ckpt-<global step>.npz: every variable of model and optimizer, plus trainer state
@@ -21,7 +21,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-STATES = ("pending", "running", "finished", "stopped", "failed")
+# paused: a chunked run (sslcore.chunks) whose host refused or cut a GPU call; it resumes like a stopped one.
+STATES = ("pending", "running", "finished", "stopped", "paused", "failed")
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
