@@ -45,8 +45,10 @@ def train_chunk(run_path: str, seconds: float) -> dict:
         for path in (run.metrics_path, run.steps_path):
             path.unlink(missing_ok=True)
     first_step = _FirstStepClock(started)
-    summary = Trainer(config, run_path, callbacks=[first_step]).fit(resume=resume, max_seconds=seconds)
-    return {**summary, "startup_seconds": first_step.seconds, "chunk_seconds": time.perf_counter() - started}
+    trainer = Trainer(config, run_path, callbacks=[first_step])
+    summary = trainer.fit(resume=resume, max_seconds=seconds)
+    return {**summary, "startup_seconds": first_step.seconds, "chunk_seconds": time.perf_counter() - started,
+            "steps_per_epoch": trainer.steps_per_epoch}
 
 
 class _FirstStepClock:
@@ -101,10 +103,11 @@ class Ledger:
             return None
         return sum(row["seconds"] for row in rows) / steps * steps_per_epoch
 
-    def describe(self, steps_per_epoch: int | None) -> str:
+    def describe(self) -> str:
         rows = self.rows()
         if not rows:
             return ""
+        steps_per_epoch = next((row["steps_per_epoch"] for row in reversed(rows) if row.get("steps_per_epoch")), None)
         text = f"GPU time spent on this run: {self.gpu_seconds():.0f} s in {len(rows)} call{'s' if len(rows) != 1 else ''}"
         per_epoch = self.seconds_per_epoch(steps_per_epoch) if steps_per_epoch else None
         if per_epoch:
@@ -189,6 +192,7 @@ class ChunkedRun:
                 return
             self.ledger.append({"chunk": number, "seconds": round(time.perf_counter() - started, 3),
                                 "startup_seconds": summary.get("startup_seconds"),
+                                "steps_per_epoch": summary.get("steps_per_epoch"),
                                 "steps": _checkpoint_step(run) - step_before, "outcome": summary["state"]})
             if summary["state"] == "finished":
                 yield run.status()
@@ -212,13 +216,5 @@ def _progress(run: RunDir) -> dict:
     return {"step": step} if step else {}
 
 
-def steps_per_epoch(run: RunDir) -> int | None:
-    status = run.status()
-    if status.get("total_steps") and status.get("epochs"):
-        return int(status["total_steps"]) // int(status["epochs"])
-    return None
-
-
 def ledger_text(run_path: str | os.PathLike) -> str:
-    run = RunDir(Path(run_path))
-    return Ledger(run).describe(steps_per_epoch(run))
+    return Ledger(RunDir(Path(run_path))).describe()

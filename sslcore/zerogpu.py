@@ -93,8 +93,8 @@ class ChunkedJobManager(JobManager):
         return status.get("pid")
 
     def _pid_alive(self, pid: int | None) -> bool:
-        # The trainer runs inside this app's process or a worker forked from it: same command line as the app.
-        return pid_alive(pid, command_has=_own_command_line())
+        # The trainer runs in a worker the GPU host starts for the call, whatever its command line.
+        return pid_alive(pid, command_has=b"")
 
     def drive(self, run_id: str):
         """Train ``run_id`` chunk by chunk; yields its status after each GPU call."""
@@ -113,19 +113,11 @@ class ChunkedJobManager(JobManager):
         return chunks.ledger_text(self.run_dir(run_id).path) if run_id else ""
 
 
-def _own_command_line() -> bytes:
-    try:
-        with open(f"/proc/{os.getpid()}/cmdline", "rb") as handle:
-            return handle.read()
-    except OSError:
-        return b""
-
-
 ABOUT_CHUNKS = (
     "**Training on ZeroGPU.** This Space lends a GPU one call at a time, charged to *your* daily ZeroGPU quota "
     "(more when logged in, most with PRO). A run trains as a series of calls of about {seconds:.0f} s each: every "
     "call continues from the last checkpoint and saves a new one, and the charts carry on across calls. If your "
     "quota runs out or no GPU is free, the run **pauses** with a message saying when to retry; nothing is lost, "
     "and **Resume** continues from the checkpoint. Calls are started by this page, so closing the tab pauses "
-    "the run after its current call; reopen the page and press Resume. The status below shows the GPU seconds "
+    "the run after its current call; reopen the page and press Resume. The run's status shows the GPU seconds "
     "spent and what one more epoch costs.")

@@ -15,21 +15,25 @@ import json
 import multiprocessing
 import os
 import pickle
+import sys
 import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
 
-import gradio as gr
-
 STATE_ENV = "SSLCORE_EMULATED_ZEROGPU"
+if os.environ.get(STATE_ENV):
+    # In a process that emulates ZeroGPU (the app, its fork server), this module is `spaces`, before gradio
+    # imports the real one (which, told it is on ZeroGPU, would patch a CUDA torch this machine does not have).
+    sys.modules["spaces"] = sys.modules[__name__]
+
+import gradio as gr  # noqa: E402
+
 DEFAULT_DURATION = 60
 
 
 def install(state_path: str | os.PathLike, quota_seconds: float = 3600) -> None:
     """Make ``import spaces`` give this module, with a fresh quota in ``state_path``."""
-    import sys
-
     os.environ[STATE_ENV] = str(state_path)
     os.environ["SPACES_ZERO_GPU"] = "true"
     write_state(state_path, {"quota_seconds": quota_seconds, "calls": 0, "spent_seconds": 0.0, "refuse": None})
@@ -44,6 +48,10 @@ def write_state(path: str | os.PathLike, state: dict) -> None:
     temporary = Path(f"{path}.tmp")
     temporary.write_text(json.dumps(state))
     os.replace(temporary, path)
+
+
+def gradio_auto_wrap(function):   # gradio calls this on every event function when `spaces` is importable
+    return function
 
 
 def GPU(task=None, *, duration=None, **_):   # noqa: N802 - the name the real package uses
@@ -111,8 +119,11 @@ def _fork_context():
     """
     global _CONTEXT
     if _CONTEXT is None:
+        # The fork server is a new interpreter: it finds this module and sslcore through PYTHONPATH.
+        here = Path(__file__).resolve().parent
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(here), str(here.parent), os.environ.get("PYTHONPATH")]))
         _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["sslcore.zerogpu", "sslcore.trainer"])
+        _CONTEXT.set_forkserver_preload(["zerogpu_emulator", "sslcore.zerogpu", "sslcore.trainer"])
     return _CONTEXT
 
 

@@ -1,0 +1,125 @@
+"""The Train page as on a ZeroGPU Space, in Chromium: a digits run trains as a series of emulated GPU calls, its
+charts carry on across calls, a spent quota pauses it with a message, and Resume finishes it.
+
+The app runs through tests/browser/zerogpu_app.py, which stands tests/zerogpu_emulator.py in for `spaces`.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_ui import CHROMIUM, CHROMIUM_ARGS, free_port, open_tab, screenshot, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")]
+
+
+@pytest.fixture(scope="module")
+def zerogpu_app(tmp_path_factory):
+    pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("zerogpu-app")
+    state, port = folder / "zerogpu.json", free_port()
+    environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}   # the app must pick torch itself
+    environment.update(SSLCORE_RUNS=str(folder / "runs"), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+                       GRADIO_ANALYTICS_ENABLED="False", SSLCORE_EMULATED_ZEROGPU=str(state), SSLCORE_CHUNK_SECONDS="6")
+    log = open(folder / "app.log", "wb")
+    server = subprocess.Popen([sys.executable, "tests/browser/zerogpu_app.py"], cwd=ROOT, env=environment, stdout=log,
+                              stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                raise RuntimeError(f"the emulated ZeroGPU app did not start: {(folder / 'app.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url, state
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def step_axis(page) -> list[float]:
+    """The steps the per-step loss curve has points at."""
+    return page.evaluate("""() => {
+        const plot = document.querySelector('#train-chart .js-plotly-plot');
+        if (!plot || !plot.data) return [];
+        const traces = plot.data.filter(t => (t.x || []).length && !(t.name || '').includes('epoch'));
+        return traces.length ? Array.from(traces[0].x) : [];
+    }""")
+
+
+def calls_made(page) -> int:
+    text = page.locator("#train-progress").inner_text()
+    if "GPU time spent" not in text:
+        return 0
+    return int(text.split(" in ", 1)[1].split(" call", 1)[0])
+
+
+def set_refusal(state_path: Path, refuse):
+    state = json.loads(state_path.read_text())
+    state["refuse"] = refuse
+    state_path.write_text(json.dumps(state))
+
+
+def test_a_run_trains_in_gpu_calls_pauses_on_quota_and_resumes(zerogpu_app):
+    url, state_path = zerogpu_app
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        page.wait_for_selector("#ssl-header", timeout=60_000)
+        assert "torch" in page.locator("#ssl-header").inner_text() and "ZeroGPU" in page.locator("#ssl-header").inner_text()
+        open_tab(page, "Train")
+        note = page.locator("#train-zerogpu-note").inner_text()
+        assert "quota" in note and "Resume" in note and "closing the tab pauses" in note   # said before Start
+
+        page.get_by_label("Epochs").fill("10")
+        page.get_by_label("Batch size").fill("64")
+        page.locator("#train-start").click()
+
+        # The charts carry on across calls: after each call the curve is longer and starts where it stood.
+        seen = []
+        for calls in (1, 2, 3):
+            wait_until(lambda: calls_made(page) >= calls, timeout=120)
+            page.wait_for_timeout(1500)
+            seen.append(step_axis(page))
+        assert all(len(later) > len(earlier) and later[:len(earlier)] == earlier for earlier, later in zip(seen, seen[1:]))
+        steps = seen[-1]
+        assert steps == sorted(steps) and len(set(steps)) == len(steps)
+        strides = {round(b - a) for a, b in zip(steps, steps[1:])}
+        assert max(strides) <= 5, f"a gap in the steps drawn: {strides}"   # logged every 5 steps (the form's default)
+        assert "one more epoch costs about" in page.locator("#train-progress").inner_text()
+
+        set_refusal(state_path, "quota")   # the visitor's quota runs out
+        wait_until(lambda: "paused" in page.locator("#train-status").inner_text(), timeout=120)
+        message = page.locator("#train-status").inner_text()
+        assert "quota" in message and "Nothing was lost" in message and "Try again in" in message
+        assert page.locator("#train-resume").is_enabled()
+        screenshot(page, "train-zerogpu-paused")
+
+        set_refusal(state_path, None)
+        page.locator("#train-resume").click()
+        wait_until(lambda: "finished" in page.locator("#train-status").inner_text(), timeout=300)
+        page.wait_for_timeout(1500)
+        final = step_axis(page)
+        assert final[:len(steps)] == steps and len(final) > len(steps)
+        screenshot(page, "train-zerogpu")
+        browser.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
