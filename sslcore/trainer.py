@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,27 @@ def build_optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int)
     return keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=config.weight_decay or None)
 
 
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed``, without importing TensorFlow only to seed it.
+
+    Keras seeds TensorFlow whenever it is installed, and so imports it: 1.7 s of every chunk's start-up on
+    torch or JAX on a machine that has TensorFlow (``benchmarks/chunk_startup.py``). TensorFlow that is
+    neither the backend nor imported yet (tfds data is loaded before this) runs nothing in this training.
+    """
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    from types import SimpleNamespace
+
+    from keras.src.utils import rng_utils
+
+    tensorflow, rng_utils.tf = rng_utils.tf, SimpleNamespace(available=False)
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        rng_utils.tf = tensorflow
+
+
 def _likely_cause(config: TrainConfig) -> str:
     hints = [f"the learning rate ({config.learning_rate:g}) may be too high for {config.optimizer}: try 10× smaller"]
     if config.precision != "fp32":
@@ -98,7 +120,7 @@ class Trainer:
         config.validate(len(data.train_images))
         self.steps_per_epoch = len(data.train_images) // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
-        keras.utils.set_random_seed(config.seed)
+        set_random_seed(config.seed)
         self.distribution = data_parallel(config.devices)
         check_batch_size(self.distribution, config.batch_size)
         with self.distribution.scope() if self.distribution else contextlib.nullcontext():

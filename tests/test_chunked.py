@@ -125,3 +125,14 @@ def test_chunked_run_has_the_uninterrupted_runs_metrics(runs):
 def test_a_step_budget_below_one_is_refused():
     with pytest.raises(ValueError, match="max_steps must be at least 1"):
         Trainer(tiny_config()).fit(max_steps=0)
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="TensorFlow is the backend of this phase")
+def test_a_chunk_does_not_import_tensorflow_to_seed_it(tmp_path):
+    """Keras's set_random_seed imports TensorFlow when it is installed: 1.7 s of every torch or JAX chunk's start-up."""
+    script = ("import sys; from sslcore.trainer import Trainer; from tests.helpers import tiny_config; "
+              "Trainer(tiny_config()).prepare(); print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": keras.backend.backend()})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "False"
