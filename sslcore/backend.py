@@ -42,10 +42,12 @@ def default_backend() -> tuple[str, str]:
     installed = installed_backends()
     if has_cuda_gpu() and "jax" in installed:
         return "jax", "CUDA GPU found: JAX compiles the whole train step with XLA"
+    if has_cuda_gpu() and "torch" in installed:   # e.g. a GPU Space, which installs space/requirements.txt
+        return "torch", "CUDA GPU found, JAX not installed: PyTorch runs on the GPU"
     if "tensorflow" in installed:
         return "tensorflow", "CPU only: TensorFlow measured fastest on CPU (BENCHMARKS.md: ~4x JAX and PyTorch)"
     if installed:
-        return installed[0], f"CPU only: {installed[0]} is the only Keras backend installed"
+        return installed[0], f"CPU only: {installed[0]} is the installed Keras backend"
     raise RuntimeError("No Keras backend is installed: pip install -r requirements.txt")
 
 
