@@ -9,6 +9,8 @@ Three steps, each printing one JSON line:
     audit_cifar.py label RUN [--per-class 10]  sslcore.labeling with 10 labelled training images per class,
                                                accuracy on the 10,000 held-out images
     audit_cifar.py flips RUN                   near-duplicate recall with and without flip-averaged embeddings
+    audit_cifar.py outliers RUN                rank of five synthetic images among the 10,000 held-out images,
+                                               per outlier score
 
 Write the folder somewhere git ignores, e.g. ``python ../shared/tools/cifar10-to-folder.py /tmp/cifar10_folder``.
 """
@@ -146,6 +148,36 @@ def flips(args) -> dict:
     return {"pool": int(len(pool)), "results": results}
 
 
+def synthetic_outliers(size: int = 32) -> dict[str, np.ndarray]:
+    """Images from another domain: blocky and fine noise, a solid colour, stripes, a checkerboard."""
+    rng = np.random.default_rng(1)
+    stripes = np.zeros((size, size, 3), np.uint8)
+    stripes[:, ::4], stripes[::8] = (255, 40, 40), (40, 220, 40)
+    checker = ((np.indices((size, size)).sum(axis=0) // 4) % 2 * 255).astype(np.uint8)
+    return {"blocky_noise": np.kron(rng.integers(0, 256, (size // 8, size // 8, 3)), np.ones((8, 8, 1))).astype(np.uint8),
+            "fine_noise": rng.integers(0, 256, (size, size, 3)).astype(np.uint8),
+            "magenta": np.broadcast_to(np.array([255, 0, 255], np.uint8), (size, size, 3)).copy(),
+            "stripes": stripes, "checker": np.stack([checker, 255 - checker, np.full_like(checker, 128)], axis=-1)}
+
+
+def outliers(args) -> dict:
+    """Rank (0 = most outlying) of each synthetic image under the encoder-only, low-level-only and combined scores."""
+    from sslcore import audit as audit_module
+    from sslcore.export import embed, load_encoder
+
+    images, _, _, held_out = cifar()
+    synthetic = synthetic_outliers()
+    pool = np.concatenate([images[held_out], np.stack(list(synthetic.values()))])
+    encoder = load_encoder(args.run)
+    views = {"encoder": embed(encoder, pool), "low_level": audit_module.low_level_features(encoder, pool)}
+    scores = {name: audit_module.combined_outlier_scores([view], args.neighbors) for name, view in views.items()}
+    scores["combined"] = audit_module.combined_outlier_scores(list(views.values()), args.neighbors)
+    first = len(pool) - len(synthetic)
+    ranks = {name: {image: int(np.flatnonzero(np.argsort(-score, kind="stable") == first + i)[0])
+                    for i, image in enumerate(synthetic)} for name, score in scores.items()}
+    return {"pool": int(len(pool)), "neighbors": args.neighbors, "ranks": ranks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
@@ -165,8 +197,11 @@ def main() -> None:
     step = steps.add_parser("flips")
     step.add_argument("run")
     step.add_argument("--thresholds", default="0.8,0.85,0.9,0.95")
+    step = steps.add_parser("outliers")
+    step.add_argument("run")
+    step.add_argument("--neighbors", type=int, default=10)
     args = parser.parse_args()
-    result = {"train": train, "audit": audit, "label": label, "flips": flips}[args.step](args)
+    result = {"train": train, "audit": audit, "label": label, "flips": flips, "outliers": outliers}[args.step](args)
     print(json.dumps({"step": args.step, **result}, default=float), flush=True)
 
 

@@ -14,11 +14,13 @@ space (how well depends on training: crops are the last edit a briefly trained e
    nearest neighbours score 0.98), because a few directions, the ones that tell classes apart, carry most of
    the variance; whitened, the instance-specific directions count as much, nearest distinct images score ~0.65
    and a re-compressed, mirrored or brightened copy still scores ≥ 0.9 (docs/audit.md has the table).
-3. **Outliers** are scored by the mean cosine distance (1 − similarity) to their ``neighbors`` nearest other
-   images, in the encoder's own geometry (unit features, not whitened): an image unlike anything else in the
-   folder has no close neighbours. Whitening would weigh the many low-variance directions, which carry
-   per-image detail, as much as the few that carry what is typical of the folder; on CIFAR-10 the raw geometry
-   ranked a solid-colour image 177th of 10,004 where the whitened one ranked it 9,148th. Most outlying first.
+3. **Outliers** are scored twice, by the mean cosine distance (1 − similarity) to their ``neighbors`` nearest other
+   images: once on the encoder's output (unit features, not whitened: whitening would weigh the many
+   low-variance directions, which carry per-image detail, as much as the few that carry what is typical of the
+   folder), once on ``low_level_features`` (an early feature map, average-pooled). Each score is put in median
+   absolute deviations from its median (``robust_z``) and the two are added. The encoder's output was trained to
+   ignore colour and texture, so alone it placed random noise 6,072nd of 10,005 CIFAR-10 images and a checkerboard
+   290th; with the low-level score they rank 175th and 4th (docs/audit.md). Most outlying first.
 
 The neighbour search is scikit-learn's ``NearestNeighbors`` (brute force on unit vectors, through
 ``sslcore.evaluate.nearest_neighbors``): its k-nearest search runs in blocks of rows with a running top-k
@@ -45,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from sslcore import evaluate
-from sslcore.export import check_outside, embed_folder
+from sslcore.export import check_outside, embed_folder, load_encoder
 
 # Whitened cosine similarity at or above which two images are near-duplicates. Calibrated on CIFAR-10 with a
 # SimCLR convnet (docs/audit.md): 0.7% of unedited images have a neighbour that scores this high, while
@@ -58,6 +60,8 @@ WHITENING_SHRINK = 0.01
 DEFAULT_NEIGHBORS = 10
 # Nearest neighbours per image searched for near-duplicates.
 DUPLICATE_CANDIDATES = 20
+# The early feature map outliers are also judged on is the first at 1/LOW_LEVEL_REDUCTION of the input's side.
+LOW_LEVEL_REDUCTION = 4
 
 # The edits users mean by "near-duplicate"; the tests and benchmarks/audit_cifar.py measure the audit on them.
 EDITS = ("crop", "resize", "jpeg", "flip", "brightness")
@@ -178,6 +182,63 @@ def outlier_scores(similarities: np.ndarray, k: int) -> np.ndarray:
     return 1.0 - similarities[:, :k].mean(axis=1)
 
 
+def robust_z(scores: np.ndarray) -> np.ndarray:
+    """Scores in median absolute deviations from their median: puts two kinds of distance on one scale."""
+    median = np.median(scores)
+    return (scores - median) / max(float(np.median(np.abs(scores - median))), 1e-12)
+
+
+def combined_outlier_scores(views: list[np.ndarray], k: int) -> np.ndarray:
+    """Sum over feature spaces of each image's ``outlier_scores`` as a ``robust_z``: an image is an outlier when it
+    is far from its neighbours in what it shows (the encoder's output) or in how it looks (``low_level_features``)."""
+    return sum(robust_z(outlier_scores(neighbours(evaluate.normalize_rows(view), k)[1], k)) for view in views)
+
+
+# ---------------------------------------------------------------------------------------------- low-level statistics
+
+
+def low_level_layer(network):
+    """(model, layer) of the first rectified feature map at a quarter of the input's resolution or less.
+
+    A self-supervised encoder's output is trained to ignore colour and texture (its augmentations jitter them), so
+    blocky noise or a checkerboard lands among ordinary images there. Early feature maps still see colour and
+    texture, and average-pooled they describe an image's look independently of where things are in it.
+    """
+    import keras
+
+    size = network.input_shape[1]
+    for layer in network.layers:
+        if isinstance(layer, keras.Model):
+            found = low_level_layer(layer)
+            if found:
+                return found
+        shape = getattr(layer, "output", None) is not None and layer.output.shape
+        rectified = getattr(getattr(layer, "activation", None), "__name__", "") == "relu" or layer.__class__.__name__ in ("ReLU", "Activation")
+        if shape and len(shape) == 4 and rectified and shape[1] and shape[1] <= size / LOW_LEVEL_REDUCTION:
+            return network, layer
+    return None
+
+
+def low_level_features(encoder, images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Average-pooled early feature map (``low_level_layer``) of uint8 images, averaged with their mirror images."""
+    import keras
+
+    inner, layer = low_level_layer(encoder)
+    probe = keras.Model(inner.input, layer.output)
+    # Layers the encoder applies before ``inner`` (the pixel rescaling) are applied first.
+    before = [l for l in encoder.layers[1:encoder.layers.index(inner)]] if inner is not encoder else []
+    parts = []
+    for start in range(0, len(images), chunk):
+        pooled = 0.0
+        for batch in (images[start:start + chunk], images[start:start + chunk, :, ::-1]):
+            x = np.ascontiguousarray(batch, dtype=np.float32)
+            for step in before:
+                x = keras.ops.convert_to_numpy(step(x))
+            pooled = pooled + np.asarray(probe.predict(x, batch_size=256, verbose=0)).mean(axis=(1, 2)) / 2
+        parts.append(pooled.astype(np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, int(layer.output.shape[-1])), np.float32)
+
+
 # ---------------------------------------------------------------------------------------------- one call
 
 
@@ -222,7 +283,10 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
                   for i, j, s in near_duplicate_candidates(indices, similarities, same_copy, floor)]
     timings["duplicate_search"] = time.perf_counter() - started
     started = time.perf_counter()
-    scores = outlier_scores(neighbours(evaluate.normalize_rows(embedded.features), neighbors)[1], neighbors)
+    low_level = low_level_features(load_encoder(run), embedded.folder.images)
+    timings["low_level_embed"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = combined_outlier_scores([embedded.features, low_level], neighbors)
     timings["outlier_search"] = time.perf_counter() - started
     order = np.argsort(-scores, kind="stable")
     report = AuditReport(

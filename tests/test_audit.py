@@ -187,22 +187,24 @@ def test_exact_copy_comes_first_with_similarity_one(audited):
 
 
 # What a 3-epoch run learns: a resized, re-compressed, mirrored (through flip averaging) or brightened copy
-# embeds next to its original. Crop invariance takes longer: the tiny run's stride-2 convnet has seen a dozen
-# steps and still moves a lot when the picture shifts by a few pixels (docs/audit.md has the trained CIFAR-10
-# run's figures for crops), so for crops this test asserts what is true after 3 epochs: closer than most.
+# embeds next to its original. Crop invariance does not come in 3 epochs, nor with test-time crops or a local score
+# (docs/audit.md has the measurements), so the spec's assertion for crops is an expected failure: strict, so that
+# the day it holds the marker has to go.
 LEARNT_IN_3_EPOCHS = ("resize", "jpeg", "flip", "brightness")
 
 
-def test_near_duplicates_a_short_run_learns_are_found_and_rank_above_all_other_pairs(audited):
+@pytest.mark.parametrize("edit", [pytest.param(edit, marks=[] if edit in LEARNT_IN_3_EPOCHS else pytest.mark.xfail(
+    strict=True, reason="a 3-epoch encoder is not crop invariant (docs/audit.md)")) for edit in audit.EDITS])
+def test_each_injected_near_duplicate_ranks_above_every_other_pair(audited, edit):
     _, _, injected, report, out, _ = audited
+    planted = {frozenset(pair) for pair in [injected["exact"], *injected["edits"].values()]}
+    pair = frozenset(injected["edits"][edit])
+    similarity = next((p.similarity for p in report.candidates if frozenset((p.a, p.b)) == pair), None)
+    assert similarity is not None, f"{edit}: the copy is not among its original's nearest images"
+    best_other = max(p.similarity for p in report.candidates if frozenset((p.a, p.b)) not in planted)
+    assert similarity > best_other, (edit, similarity, best_other)
     found = {frozenset((row["a"], row["b"])) for row in read_csv(out / "duplicates.csv")[1:]}
-    missing = [edit for edit in LEARNT_IN_3_EPOCHS if frozenset(injected["edits"][edit]) not in found]
-    assert not missing, f"near-duplicates below the default threshold {audit.DEFAULT_THRESHOLD}: {missing}"
-    # Each copy's most similar image is its original: its pair outranks every other pair it is in.
-    for edit in LEARNT_IN_3_EPOCHS:
-        original, copy = injected["edits"][edit]
-        best = next(pair for pair in report.candidates if copy in (pair.a, pair.b))
-        assert {best.a, best.b} == {original, copy}, (edit, best)
+    assert pair in found, f"{edit}: below the default threshold {audit.DEFAULT_THRESHOLD}"
 
 
 def test_every_other_reported_pair_is_two_digits_of_the_same_class_and_shape(audited):
@@ -249,14 +251,21 @@ def test_outlier_score_is_the_mean_distance_to_the_nearest_images():
     assert scores[10] == pytest.approx(1 - np.sort(unit[:10] @ unit[10])[-3:].mean(), abs=1e-5)
 
 
-def test_a_pattern_unlike_any_digit_ranks_among_the_top_outliers(audited):
-    """What a 3-epoch run sees: colour and layout. The saturated stripes differ from every digit in both and rank
-    near the top; blocky colour noise and the checker pattern do not reliably (they average out to a mid-grey
-    picture, which this barely trained encoder puts among faint digits). docs/audit.md: outliers are judged by
-    how the encoder sees images, and even a CIFAR-10 run places random noise among texture-rich photos."""
+def test_each_injected_outlier_ranks_among_the_top_outliers(audited):
+    """Blocky colour noise, stripes and a checkerboard: the k injected outliers are the k most outlying images.
+    The encoder's output alone does not rank noise or the checkerboard near the top (it learnt to ignore colour
+    and texture); the low-level score does (docs/audit.md)."""
     *_, out, _ = audited
-    rows = [row["path"] for row in read_csv(out / "outliers.csv")]
-    assert rows.index("outlier_stripes.png") < 0.05 * len(rows)
+    top = [row["path"] for row in read_csv(out / "outliers.csv")][:len(OUTLIERS)]
+    assert set(top) == set(OUTLIERS), top
+
+
+def test_combined_outlier_score_adds_robust_z_scores():
+    far = np.array([[1, 0, 0]] * 6 + [[0, 1, 0]] * 6 + [[0, 0, 1]], np.float32)   # 12 in two clusters, one apart
+    noise = np.random.default_rng(0).normal(0, 0.01, far.shape).astype(np.float32)
+    scores = audit.combined_outlier_scores([far + noise, np.abs(noise) + 1], 3)
+    assert np.argmax(scores) == 12
+    assert audit.robust_z(np.array([1.0, 2.0, 3.0, 10.0])) == pytest.approx([-1.5, -0.5, 0.5, 7.5])
 
 
 def test_unreadable_file_is_listed_with_its_reason_and_the_gif_is_read(audited):
