@@ -28,8 +28,9 @@ DEFAULT_CHUNK_SECONDS = 60.0
 HOST_GRACE_SECONDS = 15.0
 
 
-def train_chunk(run_path: str, seconds: float) -> dict:
-    """Continue the run in ``run_path`` for about ``seconds`` (start-up included); returns the trainer's summary.
+def train_chunk(run_path: str, seconds: float, max_steps: int | None = None) -> dict:
+    """Continue the run in ``run_path`` for about ``seconds`` (start-up included), or ``max_steps`` steps if that
+    comes first; returns the trainer's summary.
 
     Plain arguments and a plain dict result: on ZeroGPU they cross a process boundary by pickling.
     """
@@ -46,7 +47,7 @@ def train_chunk(run_path: str, seconds: float) -> dict:
             path.unlink(missing_ok=True)
     first_step = _FirstStepClock(started)
     trainer = Trainer(config, run_path, callbacks=[first_step])
-    summary = trainer.fit(resume=resume, max_seconds=seconds)
+    summary = trainer.fit(resume=resume, max_seconds=seconds, max_steps=max_steps)
     return {**summary, "startup_seconds": first_step.seconds, "chunk_seconds": time.perf_counter() - started,
             "steps_per_epoch": trainer.steps_per_epoch}
 
@@ -148,6 +149,9 @@ def explain_gpu_failure(error: BaseException, checkpoint_step: int | None) -> Gp
 class ChunkedRun:
     """Trains a run folder by calling ``chunk_call(run_path, seconds)`` until it finishes, is stopped or pauses.
 
+    Between two calls the run reads as paused: whoever iterates may simply stop (a closed page), and the run
+    must then be resumable rather than seem to wait for a call that never comes.
+
     Iterating it yields the run's status after each call, so a page can redraw. Stopping (the run folder's
     stop request) is honoured inside a chunk by the trainer and between chunks here.
     """
@@ -199,9 +203,11 @@ class ChunkedRun:
                 return
             if run.stop_path.exists():
                 continue   # a Stop pressed during the call: the loop's top writes the stopped status
-            # Straight on to the next call: the page never sees this run as stopped between two chunks.
+            # Paused until the loop is asked to go on: a host like Gradio simply stops iterating when the visitor's
+            # page goes away, and the run must then read as resumable, not as waiting for a call that never comes.
             after = run.status()
-            run.write_status("pending", f"GPU call {number} done; asking for call {number + 1}", pid=os.getpid(),
+            run.write_status("paused", f"between GPU calls: call {number} done; the page asks for the next one now "
+                                       "(if it was closed, Resume continues from the checkpoint)", pid=None,
                              **{k: after[k] for k in ("step", "total_steps", "epoch", "epochs") if k in after})
             yield run.status()
 

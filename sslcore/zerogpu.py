@@ -119,5 +119,5 @@ ABOUT_CHUNKS = (
     "call continues from the last checkpoint and saves a new one, and the charts carry on across calls. If your "
     "quota runs out or no GPU is free, the run **pauses** with a message saying when to retry; nothing is lost, "
     "and **Resume** continues from the checkpoint. Calls are started by this page, so closing the tab pauses "
-    "the run after its current call; reopen the page and press Resume. The run's status shows the GPU seconds "
+    "the run (after the call under way and at most one more); reopen the page and press Resume. The run's status shows the GPU seconds "
     "spent and what one more epoch costs.")

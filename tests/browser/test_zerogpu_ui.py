@@ -108,7 +108,7 @@ def test_a_run_trains_in_gpu_calls_pauses_on_quota_and_resumes(zerogpu_app):
         assert "one more epoch costs about" in page.locator("#train-progress").inner_text()
 
         set_refusal(state_path, "quota")   # the visitor's quota runs out
-        wait_until(lambda: "paused" in page.locator("#train-status").inner_text(), timeout=120)
+        wait_until(lambda: "quota is used up" in page.locator("#train-status").inner_text(), timeout=120)
         message = page.locator("#train-status").inner_text()
         assert "quota" in message and "Nothing was lost" in message and "Try again in" in message
         assert page.locator("#train-resume").is_enabled()
@@ -123,3 +123,49 @@ def test_a_run_trains_in_gpu_calls_pauses_on_quota_and_resumes(zerogpu_app):
         screenshot(page, "train-zerogpu")
         browser.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def test_closing_the_tab_pauses_the_run_and_reopening_offers_resume(zerogpu_app):
+    url, state_path = zerogpu_app
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector("#ssl-header", timeout=60_000)
+        open_tab(page, "Train")
+        page.get_by_label("Epochs").fill("30")
+        page.get_by_label("Batch size").fill("64")
+        page.locator("#train-start").click()
+        wait_until(lambda: calls_made(page) >= 1, timeout=120)
+        run_id = page.locator("#train-status").inner_text().split(":")[0].strip()
+        page.close()   # the visitor leaves: no page asks for the next GPU call
+
+        ledger = next(Path(p) for p in _runs_folders(state_path) if Path(p).name == run_id) / "gpu_chunks.jsonl"
+        # Gradio notices the closed page when it next sends an update: the call under way, and at most one
+        # more, finish; then no page asks for another and the run rests, resumable.
+        wait_until(lambda: _state(ledger.parent) == "paused", timeout=90)
+        calls = len(ledger.read_text().splitlines())
+        time.sleep(20)   # longer than a call and its start-up
+        assert len(ledger.read_text().splitlines()) == calls
+
+        page = context.new_page()   # the same browser comes back: the page re-attaches to its run
+        page.goto(url)
+        page.wait_for_selector("#ssl-header", timeout=60_000)
+        open_tab(page, "Train")
+        wait_until(lambda: run_id in page.locator("#train-status").inner_text(), timeout=30)
+        wait_until(lambda: page.locator("#train-resume").is_enabled(), timeout=30)
+        page.locator("#train-resume").click()   # and it trains on from its checkpoint
+        wait_until(lambda: len(ledger.read_text().splitlines()) > calls, timeout=120)
+        page.locator("#train-stop").click()
+        wait_until(lambda: _state(ledger.parent) == "stopped", timeout=120)
+        browser.close()
+
+
+def _runs_folders(state_path: Path) -> list[Path]:
+    return sorted((state_path.parent / "runs").iterdir())
+
+
+def _state(run_folder: Path) -> str:
+    return json.loads((run_folder / "status.json").read_text())["state"]
