@@ -39,7 +39,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     def classify(run_id, files, top_k, token=""):
         """Top classes with probabilities for each uploaded image; files that are not images are reported by name."""
         paths = list(files or [])
-        results = zerogpu.classify_files_on_gpu(context.model_source(run_id), paths, int(top_k),
+        results = zerogpu.classify_files(context.model_source(run_id), paths, int(top_k),
                                          names=[upload_name(path) for path in paths], token=token or None)
         ranked = lambda r: ", ".join(f"{p['class']} ({p['probability']:.0%})" for p in r["predictions"])
         shown = [(enlarge(r["image"], SHOWN_SIZE), f"{r['file']} → {r['predictions'][0]['class']}")

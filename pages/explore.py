@@ -95,7 +95,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=2)
     def embeddings(run_id):
         """t-SNE of a finished run's test-set embeddings, coloured by class."""
-        data = zerogpu.load_run_on_gpu(context.model_source(run_id))
+        data = zerogpu.load_run(context.model_source(run_id))
         view = explore.tsne_view(data)
         figure = plots.tsne_figure(view["points"], view["labels"], data.class_names, indices=view["indices"],
                                    thumbnails=view["thumbnails"], title=f"t-SNE · {run_id}")
@@ -105,7 +105,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=3)
     def evaluation(run_id):
         """kNN accuracy of the test split and its confusion matrix."""
-        report = explore.knn_report(zerogpu.load_run_on_gpu(context.model_source(run_id)))
+        report = explore.knn_report(zerogpu.load_run(context.model_source(run_id)))
         text = (f"**kNN accuracy: {report['accuracy']:.1%}** on {report['images']} test images "
                 f"(k = {report['k']}, cosine similarity, weighted vote)")
         return text, plots.confusion_figure(report["matrix"], report["class_names"]), gr.skip()
@@ -113,7 +113,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=3)
     def nearest(run_id, index, upload, k):
         """The k training images nearest to a test image (by index) or to an uploaded image."""
-        data = zerogpu.load_run_on_gpu(context.model_source(run_id))
+        data = zerogpu.load_run(context.model_source(run_id))
         image = explore.decode_upload(upload, int(data.config["image_size"]), upload_name(upload)) if upload else None
         found = explore.neighbors(data, index=None if upload else index, image=image, k=int(k))
         gallery_items = [(enlarge(row["image"], SHOWN_SIZE), _caption(row)) for row in found["neighbors"]]

@@ -220,9 +220,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         def on_epoch(name, epoch, total, logs):
             done = epoch + (total if name == "finetuned" else 0)
             progress(done / (2 * total), desc=f"{name}: epoch {epoch}/{total}, val acc {logs.get('val_accuracy', 0):.1%}")
-        # A ZeroGPU call runs in a forked worker: a progress callback into this page cannot cross over.
-        result = zerogpu.baseline_vs_finetune_on_gpu(context.run_path(run_id), epochs=int(epochs),
-                                                     on_epoch=None if zerogpu.on_zerogpu() else on_epoch)
+        result = zerogpu.baseline_vs_finetune(context.run_path(run_id), epochs=int(epochs), on_epoch=on_epoch)
         final = result["final_val_accuracy"]
         return plots.finetune_figure(result), message_html(
             f"baseline {final['baseline']:.1%} · fine-tuned {final['finetuned']:.1%} validation accuracy after "

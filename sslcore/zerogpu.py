@@ -59,6 +59,34 @@ classify_files_on_gpu = gpu(duration=60)(explore.classify_files)
 baseline_vs_finetune_on_gpu = gpu(duration=MAX_CALL_SECONDS)(finetune.baseline_vs_finetune)
 
 
+def _check_source(source) -> None:
+    """What would fail inside a GPU call, checked before it (there, an error reaches the visitor as "Error")."""
+    from sslcore import hub
+
+    if not hub.is_hub_model(source):
+        explore.finished_run(source)
+
+
+def load_run(source, token: str | None = None):
+    _check_source(source)
+    return load_run_on_gpu(source, token)
+
+
+def classify_files(source, files, top_k: int = 3, names=None, token: str | None = None):
+    _check_source(source)
+    if not files:
+        raise ValueError("No images given: upload one or more image files")
+    return classify_files_on_gpu(source, files, top_k, names=names, token=token)
+
+
+def baseline_vs_finetune(run_path, epochs: int, on_epoch=None):
+    explore.finished_run(run_path)
+    if not 1 <= epochs <= finetune.MAX_EPOCHS:
+        raise ValueError(f"epochs must be between 1 and {finetune.MAX_EPOCHS}; got {epochs}")
+    # A callback into the page cannot cross into ZeroGPU's forked worker.
+    return baseline_vs_finetune_on_gpu(run_path, epochs=epochs, on_epoch=None if on_zerogpu() else on_epoch)
+
+
 # ------------------------------------------------------------------------------------ the job manager
 
 

@@ -182,3 +182,19 @@ def test_stop_between_calls_and_one_driver_per_run(tmp_path, emulated_gpu):
         next(jobs.drive(run_id))
     list(driver)
     assert jobs.status(run_id)["state"] == "stopped" and len(calls) == 1
+
+
+def test_inputs_are_checked_before_any_gpu_call(tmp_path, monkeypatch):
+    def no_gpu_call(*args, **kwargs):
+        raise AssertionError("a GPU call was made for bad input")
+
+    for name in ("load_run_on_gpu", "classify_files_on_gpu", "baseline_vs_finetune_on_gpu"):
+        monkeypatch.setattr(zerogpu, name, no_gpu_call)
+    unfinished = RunDir(tmp_path / "run")
+    unfinished.create(tiny_config().to_dict())
+    with pytest.raises(ValueError, match="has no trained encoder yet"):
+        zerogpu.load_run(unfinished.path)
+    with pytest.raises(ValueError, match="has no trained encoder yet"):
+        zerogpu.classify_files(unfinished.path, ["a.png"])
+    with pytest.raises(ValueError, match="not a run folder"):
+        zerogpu.baseline_vs_finetune(tmp_path / "nothing", epochs=3)
