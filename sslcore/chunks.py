@@ -47,7 +47,9 @@ def train_chunk(run_path: str, seconds: float, max_steps: int | None = None) -> 
             path.unlink(missing_ok=True)
     first_step = _FirstStepClock(started)
     trainer = Trainer(config, run_path, callbacks=[first_step])
-    summary = trainer.fit(resume=resume, max_seconds=seconds, max_steps=max_steps)
+    # The run folder's stop request is the driver's (ChunkedRun) to clear: one made before this call began its
+    # first step still stops it.
+    summary = trainer.fit(resume=resume, stop=run, max_seconds=seconds, max_steps=max_steps)
     return {**summary, "startup_seconds": first_step.seconds, "chunk_seconds": time.perf_counter() - started,
             "steps_per_epoch": trainer.steps_per_epoch}
 

@@ -34,6 +34,21 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(temporary, path)
 
 
+def process_started_at() -> float:
+    """When this process started (epoch seconds): from /proc on Linux, else when this module was imported."""
+    try:
+        with open("/proc/self/stat") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])   # field 22, after the command name
+        with open("/proc/stat") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED_AT
+
+
+_IMPORTED_AT = time.time()
+
+
 def _json_default(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
@@ -114,6 +129,15 @@ class RunDir:
 
     def clear_stop(self) -> None:
         self.stop_path.unlink(missing_ok=True)
+
+    def clear_stale_stop(self, older_than: float) -> None:
+        """Drop a stop request made before ``older_than`` (a process that died before honouring it), and keep
+        one made since: a Stop pressed while the trainer was still starting up must not be lost."""
+        try:
+            if self.stop_path.stat().st_mtime < older_than:
+                self.clear_stop()
+        except FileNotFoundError:
+            pass
 
     def is_set(self) -> bool:
         """A run folder is itself a stop signal for the trainer (``Trainer.fit(stop=...)``)."""

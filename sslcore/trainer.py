@@ -22,7 +22,7 @@ from sslcore.config import TrainConfig
 from sslcore.data import Dataset, load
 from sslcore.distribute import check_batch_size, data_parallel
 from sslcore.model import SSLModel
-from sslcore.runs import RunDir, write_json_atomic
+from sslcore.runs import RunDir, process_started_at, write_json_atomic
 from sslcore.steps import DeviceData, make_train_step, to_host
 
 
@@ -183,8 +183,11 @@ class Trainer:
             self.prepare()
         config, run, data = self.config, self.run, self.dataset
         if run:
-            run.clear_stop()
-            stop = stop if stop is not None else run
+            if stop is None:
+                # A request left by a process that died before honouring it is stale; one made while this process
+                # was starting up (the app's Stop during "loading the data") is the user's and must be kept.
+                run.clear_stale_stop(older_than=process_started_at())
+                stop = run
             if resume:
                 checkpoint = run.latest_checkpoint()
                 if checkpoint is None:

@@ -110,6 +110,22 @@ def test_stop_request_file_stops_after_the_current_step(tmp_path):
     assert resumed["state"] == "finished" and resumed["global_step"] == 33
 
 
+def test_a_stop_requested_while_the_trainer_starts_is_kept_and_a_stale_one_is_not(tmp_path):
+    """Stop pressed while the run still loads its data (the file predates fit, not the process) stops it before
+    its first step; a request left by an earlier, dead process does not stop the next one."""
+    import os
+
+    run = RunDir(tmp_path / "run")
+    run.request_stop()
+    summary = Trainer(tiny_config(epochs=1), run.path).fit()
+    assert summary["state"] == "stopped" and summary["global_step"] == 0
+
+    run.request_stop()
+    os.utime(run.stop_path, (1_000_000_000, 1_000_000_000))   # made long before this process started
+    summary = Trainer(tiny_config(epochs=1), run.path).fit(resume=True)
+    assert summary["state"] == "finished" and not run.stop_path.exists()
+
+
 def test_max_seconds_stops_cleanly_and_resumes(tmp_path):
     summary = Trainer(tiny_config(epochs=50), tmp_path / "run").fit(max_seconds=6)
     assert summary["state"] == "stopped"

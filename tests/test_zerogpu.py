@@ -184,6 +184,24 @@ def test_stop_between_calls_and_one_driver_per_run(tmp_path, emulated_gpu):
     assert jobs.status(run_id)["state"] == "stopped" and len(calls) == 1
 
 
+@pytest.mark.core
+@torch_only
+def test_stop_pressed_while_the_run_rests_between_two_calls_stops_it(tmp_path, emulated_gpu):
+    calls = []
+
+    def fake_chunk(run_path, seconds):   # each call ends on its time budget, as a real one does
+        calls.append(run_path)
+        return {"state": "stopped"}
+
+    jobs = zerogpu.ChunkedJobManager(tmp_path / "runs", chunk_call=fake_chunk, seconds=6)
+    run_id = jobs.start(_settings(tiny_config()), "torch")
+    driver = jobs.drive(run_id)
+    assert next(driver)["state"] == "paused"   # between calls: the page is about to ask for the next one
+    jobs.stop(run_id)                          # the visitor presses Stop just then
+    list(driver)
+    assert jobs.status(run_id)["state"] == "stopped" and len(calls) == 1
+
+
 def test_inputs_are_checked_before_any_gpu_call(tmp_path, monkeypatch):
     def no_gpu_call(*args, **kwargs):
         raise AssertionError("a GPU call was made for bad input")

@@ -137,12 +137,16 @@ def test_closing_the_tab_pauses_the_run_and_reopening_offers_resume(zerogpu_app)
         open_tab(page, "Train")
         page.get_by_label("Epochs").fill("30")
         page.get_by_label("Batch size").fill("64")
+        before = {path.name for path in _runs_folders(state_path)}
         page.locator("#train-start").click()
-        wait_until(lambda: calls_made(page) >= 1, timeout=120)
-        run_id = page.locator("#train-status").inner_text().split(":")[0].strip()
+        # The run is the new folder (the page may still show the first test's finished run, with its own GPU calls).
+        wait_until(lambda: {path.name for path in _runs_folders(state_path)} - before, timeout=60)
+        run_id = ({path.name for path in _runs_folders(state_path)} - before).pop()
+        ledger = state_path.parent / "runs" / run_id / "gpu_chunks.jsonl"
+        wait_until(lambda: ledger.exists() and ledger.read_text().strip(), timeout=120)
+        wait_until(lambda: run_id in page.locator("#train-status").inner_text(), timeout=30)
         page.close()   # the visitor leaves: no page asks for the next GPU call
 
-        ledger = next(Path(p) for p in _runs_folders(state_path) if Path(p).name == run_id) / "gpu_chunks.jsonl"
         # Gradio notices the closed page when it next sends an update: the call under way, and at most one
         # more, finish; then no page asks for another and the run rests, resumable.
         wait_until(lambda: _state(ledger.parent) == "paused", timeout=90)
@@ -164,7 +168,8 @@ def test_closing_the_tab_pauses_the_run_and_reopening_offers_resume(zerogpu_app)
 
 
 def _runs_folders(state_path: Path) -> list[Path]:
-    return sorted((state_path.parent / "runs").iterdir())
+    root = state_path.parent / "runs"
+    return sorted(root.iterdir()) if root.exists() else []
 
 
 def _state(run_folder: Path) -> str:
