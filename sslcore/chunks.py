@@ -203,8 +203,11 @@ class ChunkedRun:
             if summary["state"] == "finished":
                 yield run.status()
                 return
+            if summary.get("stop_reason") == "requested":
+                yield run.status()   # a Stop pressed during the call: the trainer stopped, saved and said so
+                return
             if run.stop_path.exists():
-                continue   # a Stop pressed during the call: the loop's top writes the stopped status
+                continue   # pressed just after the call's last step: the loop's top writes the stopped status
             # Paused until the loop is asked to go on: a host like Gradio simply stops iterating when the visitor's
             # page goes away, and the run must then read as resumable, not as waiting for a call that never comes.
             after = run.status()

@@ -207,15 +207,15 @@ class Trainer:
         self._status("running", "training")
 
         pending: list[tuple[int, dict]] = []
-        stopped_early, step_seconds = False, None
+        stop_reason, step_seconds = None, None
         offset_elapsed = position.elapsed_seconds
-        while position.epoch < config.epochs and not stopped_early:
+        while position.epoch < config.epochs and stop_reason is None:
             order = np.random.default_rng([config.seed, position.epoch]).permutation(len(data.train_images))
             probe_rng = np.random.default_rng([config.seed, position.epoch, 1])
             epoch_started = time.perf_counter() - position.epoch_seconds
             while position.step_in_epoch < self.steps_per_epoch:
-                if self._should_stop(stop, max_seconds, started, step_seconds) or position.global_step == last_step:
-                    stopped_early = True
+                stop_reason = self._stop_reason(stop, max_seconds, started, step_seconds, position.global_step == last_step)
+                if stop_reason is not None:
                     break
                 step_started = time.perf_counter()
                 begin = position.step_in_epoch * config.batch_size
@@ -242,16 +242,21 @@ class Trainer:
             if run:
                 self._checkpoint()
 
-        summary = self._finish(stopped_early)
+        if stop_reason == "requested" and isinstance(stop, RunDir):
+            stop.clear_stop()   # honoured: a later fit of this run is not stopped by the same request
+        summary = self._finish(stop_reason)
         return summary
 
-    def _should_stop(self, stop, max_seconds, started, step_seconds) -> bool:
+    @staticmethod
+    def _stop_reason(stop, max_seconds, started, step_seconds, step_budget_spent: bool) -> str | None:
+        """Why training stops before this step: requested, time or steps (None: it goes on)."""
         if stop is not None and stop.is_set():
-            return True
-        if max_seconds is not None and step_seconds is not None:
-            # Leave room for one more step plus saving: stop while the budget still covers both.
-            return time.perf_counter() - started + 2 * step_seconds + 1.0 > max_seconds
-        return False
+            return "requested"
+        # Leave room for one more step plus saving: stop while the budget still covers both.
+        if (max_seconds is not None and step_seconds is not None
+                and time.perf_counter() - started + 2 * step_seconds + 1.0 > max_seconds):
+            return "time"
+        return "steps" if step_budget_spent else None
 
     def _flush(self, pending: list[tuple[int, dict]], epoch_started: float) -> None:
         if not pending:
@@ -357,12 +362,14 @@ class Trainer:
                                  [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables], state,
                                  keep=self.config.keep_checkpoints)
 
-    def _finish(self, stopped_early: bool) -> dict:
+    def _finish(self, stop_reason: str | None) -> dict:
+        stopped_early = stop_reason is not None
         last = getattr(self, "last_epoch", None)
         if last is None and self.run:  # resumed with no epoch left to train: the figures are on disk
             last = (self.run.epochs() or [None])[-1]
         last = last or {}
-        summary = {"state": "stopped" if stopped_early else "finished", "epochs_completed": self.position.epoch,
+        summary = {"state": "stopped" if stopped_early else "finished", "stop_reason": stop_reason,
+                   "epochs_completed": self.position.epoch,
                    "global_step": self.position.global_step, "backend": keras.backend.backend(),
                    **{key: last.get(key) for key in ("loss", "contrastive_accuracy", "probe_accuracy", "knn_accuracy",
                                                      "collapse_std", "images_per_second")}}
