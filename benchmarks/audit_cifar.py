@@ -9,6 +9,7 @@ Three steps, each printing one JSON line:
     audit_cifar.py label RUN [--per-class 10]  sslcore.labeling with 10 labelled training images per class,
                                                accuracy on the 10,000 held-out images
     audit_cifar.py flips RUN                   near-duplicate recall with and without flip-averaged embeddings
+    audit_cifar.py crops RUN                   near-duplicate recall and false alarms with and without the crop check
     audit_cifar.py outliers RUN                rank of five synthetic images among the 10,000 held-out images,
                                                per outlier score
 
@@ -148,6 +149,50 @@ def flips(args) -> dict:
     return {"pool": int(len(pool)), "results": results}
 
 
+def crops(args) -> dict:
+    """Near-duplicate recall per edit and false alarms with and without the crop check (``audit.with_crop_check``),
+    on the pool of ``flips`` (10,000 held-out images, 1,000 of them copied once per edit), flip-averaged and whitened.
+
+    A copy's similarity to its original is the audit's: the crop-checked score where one is among the other's
+    ``CROP_CHECKED_CANDIDATES`` nearest images, else their whitened similarity. Timed, per pool image.
+    """
+    from sslcore import audit as audit_module
+    from sslcore.export import embed, load_encoder
+
+    images, _, _, held_out = cifar()
+    rng = np.random.default_rng(0)
+    pool_index = rng.permutation(np.flatnonzero(held_out))
+    originals = pool_index[:1000]
+    copies = {edit: np.stack([audit_module.apply_edit(images[i], edit, seed=n) for n, i in enumerate(originals)])
+              for edit in audit_module.EDITS}
+    pool = np.concatenate([images[pool_index]] + [copies[edit] for edit in audit_module.EDITS])
+    unit = audit_module.prepare(embed(load_encoder(args.run), pool, flip_average=True))
+    indices, similarities = audit_module.neighbours(unit, audit_module.DUPLICATE_CANDIDATES)
+    started = time.perf_counter()
+    checked = audit_module.with_crop_check(pool, indices, similarities)
+    seconds = time.perf_counter() - started
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    results = {}
+    for name, scores in (("whitened", similarities), ("whitened+crop_check", checked)):
+        row = {}
+        for e, edit in enumerate(audit_module.EDITS):
+            start = len(pool_index) + e * 1000
+            similarity = (unit[:1000] * unit[start:start + 1000]).sum(axis=1)
+            for k in range(1000):
+                for a, b in ((start + k, k), (k, start + k)):
+                    hit = indices[a] == b
+                    if hit.any():
+                        similarity[k] = max(similarity[k], float(scores[a][hit].max()))
+            row[edit] = {"median": round(float(np.median(similarity)), 3),
+                         "caught": {t: round(float(np.mean(similarity >= t)), 3) for t in thresholds}}
+        # Unedited images (not the 1,000 originals) whose most similar other image reaches the threshold.
+        unedited = scores[1000:len(pool_index)].max(axis=1)
+        row["false_alarms"] = {t: round(float(np.mean(unedited >= t)), 4) for t in thresholds}
+        results[name] = row
+    return {"pool": int(len(pool)), "crop_check_seconds": round(seconds, 1),
+            "crop_checked_pairs": int(len(pool) * audit_module.CROP_CHECKED_CANDIDATES), "results": results}
+
+
 def synthetic_outliers(size: int = 32) -> dict[str, np.ndarray]:
     """Images from another domain: blocky and fine noise, a solid colour, stripes, a checkerboard."""
     rng = np.random.default_rng(1)
@@ -197,11 +242,14 @@ def main() -> None:
     step = steps.add_parser("flips")
     step.add_argument("run")
     step.add_argument("--thresholds", default="0.8,0.85,0.9,0.95")
+    step = steps.add_parser("crops")
+    step.add_argument("run")
+    step.add_argument("--thresholds", default="0.8,0.85,0.9,0.95")
     step = steps.add_parser("outliers")
     step.add_argument("run")
     step.add_argument("--neighbors", type=int, default=10)
     args = parser.parse_args()
-    result = {"train": train, "audit": audit, "label": label, "flips": flips, "outliers": outliers}[args.step](args)
+    result = {"train": train, "audit": audit, "label": label, "flips": flips, "crops": crops, "outliers": outliers}[args.step](args)
     print(json.dumps({"step": args.step, **result}, default=float), flush=True)
 
 

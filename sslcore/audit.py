@@ -60,6 +60,12 @@ WHITENING_SHRINK = 0.01
 DEFAULT_NEIGHBORS = 10
 # Nearest neighbours per image searched for near-duplicates.
 DUPLICATE_CANDIDATES = 20
+# Of those, the nearest ones also compared pixel by pixel against crops of each other (sslcore.alignment): an encoder
+# trained briefly is not crop invariant, yet a cropped copy is among its original's nearest images.
+CROP_CHECKED_CANDIDATES = 20
+# The crop-aligned pixel correlation that counts as much as a whitened similarity of DEFAULT_THRESHOLD: an exact
+# crop correlates at 0.99–1.0, distinct lookalikes at up to 0.97 (docs/audit.md).
+ALIGNED_AT_THRESHOLD = 0.98
 # The early feature map outliers are also judged on is the first at 1/LOW_LEVEL_REDUCTION of the input's side.
 LOW_LEVEL_REDUCTION = 4
 
@@ -177,6 +183,33 @@ def near_duplicate_candidates(indices: np.ndarray, similarities: np.ndarray, sam
     return sorted(((i, j, s) for (i, j), s in pairs.items()), key=lambda pair: (-pair[2], pair[0], pair[1]))
 
 
+def aligned_similarity(correlation: np.ndarray) -> np.ndarray:
+    """A crop-aligned pixel correlation on the whitened-similarity scale: ALIGNED_AT_THRESHOLD maps to
+    DEFAULT_THRESHOLD and 1 to 1, linearly, so one threshold (the app's slider) judges both kinds of evidence."""
+    stretch = (1.0 - DEFAULT_THRESHOLD) / (1.0 - ALIGNED_AT_THRESHOLD)
+    return (1.0 - (1.0 - np.asarray(correlation, np.float32)) * stretch).astype(np.float32)
+
+
+def with_crop_check(images: np.ndarray, indices: np.ndarray, similarities: np.ndarray,
+                    checked: int = CROP_CHECKED_CANDIDATES) -> np.ndarray:
+    """Each neighbour's similarity, raised to its ``aligned_similarity`` where that is higher, for the first
+    ``checked`` neighbours of every image: a crop, resize, re-compression or re-lighting of a picture aligns with
+    it pixel for pixel even where the encoder places the two apart."""
+    from sslcore import alignment
+
+    checked = min(checked, indices.shape[1])
+    if checked < 1:
+        return similarities
+    rows, cols = np.repeat(np.arange(len(indices)), checked), indices[:, :checked].ravel()
+    # Each pair once, whichever image lists the other (the comparison goes both ways anyway).
+    pairs, inverse = np.unique(np.stack([np.minimum(rows, cols), np.maximum(rows, cols)], axis=1), axis=0,
+                               return_inverse=True)
+    aligned = aligned_similarity(alignment.crop_similarity(images, pairs))[inverse.ravel()].reshape(len(indices), checked)
+    raised = similarities.copy()
+    raised[:, :checked] = np.maximum(similarities[:, :checked], aligned)
+    return raised
+
+
 def outlier_scores(similarities: np.ndarray, k: int) -> np.ndarray:
     """Mean cosine distance to the ``k`` nearest other images (the lists are sorted, most similar first)."""
     return 1.0 - similarities[:, :k].mean(axis=1)
@@ -279,9 +312,14 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
 
     started = time.perf_counter()
     indices, similarities = neighbours(prepare(embedded.features), DUPLICATE_CANDIDATES)
+    timings["duplicate_search"] = time.perf_counter() - started
+    started = time.perf_counter()
+    similarities = with_crop_check(embedded.folder.images, indices, similarities)
+    timings["crop_check"] = time.perf_counter() - started
+    started = time.perf_counter()
     candidates = [DuplicatePair(paths[i], paths[j], round(s, 6), False)
                   for i, j, s in near_duplicate_candidates(indices, similarities, same_copy, floor)]
-    timings["duplicate_search"] = time.perf_counter() - started
+    timings["duplicate_search"] += time.perf_counter() - started
     started = time.perf_counter()
     low_level = low_level_features(load_encoder(run), embedded.folder.images)
     timings["low_level_embed"] = time.perf_counter() - started

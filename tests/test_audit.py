@@ -186,15 +186,10 @@ def test_exact_copy_comes_first_with_similarity_one(audited):
     assert (first["a"], first["b"]) == injected["exact"] and float(first["similarity"]) == 1.0
 
 
-# What a 3-epoch run learns: a resized, re-compressed, mirrored (through flip averaging) or brightened copy
-# embeds next to its original. Crop invariance does not come in 3 epochs, nor with test-time crops or a local score
-# (docs/audit.md has the measurements), so the spec's assertion for crops is an expected failure: strict, so that
-# the day it holds the marker has to go.
-LEARNT_IN_3_EPOCHS = ("resize", "jpeg", "flip", "brightness")
-
-
-@pytest.mark.parametrize("edit", [pytest.param(edit, marks=[] if edit in LEARNT_IN_3_EPOCHS else pytest.mark.xfail(
-    strict=True, reason="a 3-epoch encoder is not crop invariant (docs/audit.md)")) for edit in audit.EDITS])
+# A 3-epoch run embeds a resized, re-compressed, mirrored (through flip averaging) or brightened copy next to its
+# original, but not a cropped one; the crop check (sslcore.alignment) finds that one among the original's nearest
+# images and aligns it pixel for pixel.
+@pytest.mark.parametrize("edit", audit.EDITS)
 def test_each_injected_near_duplicate_ranks_above_every_other_pair(audited, edit):
     _, _, injected, report, out, _ = audited
     planted = {frozenset(pair) for pair in [injected["exact"], *injected["edits"].values()]}
@@ -291,7 +286,7 @@ def test_write_clean_copies_everything_but_the_flagged_files(audited, tmp_path):
     assert "broken.png" in flagged and "notes.txt" in copied
     assert {path for path, _ in report.outliers[:len(OUTLIERS)]} <= set(flagged)
     # One file of each duplicate pair stays: the larger one (the original, for resizes and JPEGs).
-    for original, copy in [injected["exact"], *(injected["edits"][edit] for edit in LEARNT_IN_3_EPOCHS)]:
+    for original, copy in [injected["exact"], *(injected["edits"][edit] for edit in audit.EDITS)]:
         assert (original in copied) != (copy in copied)
     assert "copy_resize.png" not in copied and "copy_jpeg.jpg" not in copied
     assert folder_digest(root) == before
@@ -378,8 +373,8 @@ def test_cli_audit_prints_a_summary_and_writes_a_clean_copy(audited, tmp_path):
                      "--write-clean", tmp_path / "clean", "--drop-outliers", 2)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["exact_duplicates"] == 1 and summary["near_duplicates"] >= len(LEARNT_IN_3_EPOCHS)
-    assert summary["unreadable"] == 1 and summary["clean_copy"]["left_out"] >= 1 + len(LEARNT_IN_3_EPOCHS) + 1 + 2
+    assert summary["exact_duplicates"] == 1 and summary["near_duplicates"] >= len(audit.EDITS)
+    assert summary["unreadable"] == 1 and summary["clean_copy"]["left_out"] >= 1 + len(audit.EDITS) + 1 + 2
     assert {"duplicates.csv", "outliers.csv", "unreadable.csv", "left_out.csv"} <= {p.name for p in (tmp_path / "report").iterdir()}
     assert not (tmp_path / "clean" / "broken.png").exists() and (tmp_path / "clean" / "notes.txt").exists()
     again = run_cli("audit", "--run", run, "--data", f"folder:{root}", "--out", tmp_path / "report2",
