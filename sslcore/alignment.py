@@ -36,12 +36,13 @@ PAIR_CHUNK = 64   # pairs scored or refined at once
 def area_matrix(source: int, target: int, start, length) -> np.ndarray:
     """Weights that average ``source`` pixels over ``target`` equal cells of [start, start + length): (target, source),
     or (…, target, source) for arrays of starts and lengths."""
-    start, length = np.asarray(start, np.float64)[..., None], np.asarray(length, np.float64)[..., None]
-    edges = start + length * np.arange(target + 1) / target                              # (…, target + 1)
+    start, length = np.asarray(start, np.float32)[..., None], np.asarray(length, np.float32)[..., None]
+    edges = start + length * (np.arange(target + 1, dtype=np.float32) / target)          # (…, target + 1)
     low, high = edges[..., :-1, None], edges[..., 1:, None]
-    pixels = np.arange(source)
-    overlap = np.clip(np.minimum(high, pixels + 1) - np.maximum(low, pixels), 0.0, None)
-    return (overlap / overlap.sum(axis=-1, keepdims=True)).astype(np.float32)
+    pixels = np.arange(source, dtype=np.float32)
+    overlap = np.minimum(high, pixels + 1) - np.maximum(low, pixels)
+    np.maximum(overlap, 0.0, out=overlap)
+    return overlap / overlap.sum(axis=-1, keepdims=True)
 
 
 @lru_cache(maxsize=None)
@@ -66,7 +67,11 @@ def thumbnails(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     rows = area_matrix(images.shape[1], THUMB, 0.0, images.shape[1])
     columns = area_matrix(images.shape[2], THUMB, 0.0, images.shape[2])
-    return np.einsum("yh,nhwc,xw->nyxc", rows, images.astype(np.float32), columns, optimize=True)
+    thumbs = np.empty((len(images), THUMB, THUMB, 3), np.float32)
+    for start in range(0, len(images), 4096):   # in parts: a float copy of every image at once would be the peak
+        part = images[start:start + 4096].astype(np.float32)
+        thumbs[start:start + 4096] = np.einsum("yh,nhwc,xw->nyxc", rows, part, columns, optimize=True)
+    return thumbs
 
 
 def _unit(views: np.ndarray) -> np.ndarray:
@@ -95,10 +100,12 @@ def crop_views(thumbs: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.
 
 
 def pair_views(thumbs: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """(N, boxes, VIEW² · 3) unit views, with resampling matrices of their own per thumbnail (N, boxes, VIEW, THUMB)."""
+    """(N, boxes, VIEW² · C) unit views, with resampling matrices of their own per thumbnail (N, boxes, VIEW, THUMB)."""
     n, boxes = rows.shape[:2]
-    tall = np.matmul(rows, thumbs.reshape(n, 1, THUMB, THUMB * 3)).reshape(n, boxes, VIEW, THUMB, 3)
-    views = np.matmul(tall.transpose(0, 1, 2, 4, 3), columns.transpose(0, 1, 3, 2)[:, :, None])  # (N, B, V, 3, V)
+    channels = thumbs.shape[-1]
+    tall = np.matmul(rows, thumbs.reshape(n, 1, THUMB, THUMB * channels)).reshape(n, boxes, VIEW, THUMB, channels)
+    tall = tall.transpose(0, 1, 2, 4, 3).reshape(n, boxes, VIEW * channels, THUMB)
+    views = np.matmul(tall, columns.transpose(0, 1, 3, 2)).reshape(n, boxes, VIEW, channels, VIEW)
     return _unit(views.transpose(0, 1, 2, 4, 3))
 
 

@@ -3,7 +3,8 @@
 What users mean by a near-duplicate is the same picture after a crop, a resize, JPEG re-compression, a mirror
 flip or a brightness change. Hashing pixels misses flips and crops; a self-supervised encoder was trained to
 map exactly those edits of an image (its augmentations) to nearby embeddings, so the audit works in embedding
-space (how well depends on training: crops are the last edit a briefly trained encoder learns; docs/audit.md):
+space, and checks the nearest candidates pixel for pixel against crops of each other, because crops are the last
+edit a briefly trained encoder learns (docs/audit.md):
 
 1. **Exact copies** are found first by content hash (SHA-256 of the file bytes), similarity 1.0.
 2. **Near-duplicates** are pairs whose embeddings have cosine similarity ≥ ``threshold`` after whitening. The
@@ -14,6 +15,10 @@ space (how well depends on training: crops are the last edit a briefly trained e
    nearest neighbours score 0.98), because a few directions, the ones that tell classes apart, carry most of
    the variance; whitened, the instance-specific directions count as much, nearest distinct images score ~0.65
    and a re-compressed, mirrored or brightened copy still scores ≥ 0.9 (docs/audit.md has the table).
+   Each image's ``CROP_CHECKED_CANDIDATES`` nearest images are also compared with crops of it and it with crops
+   of them (``sslcore.alignment``); where the best crop-aligned colour correlation, put on the same scale by
+   ``aligned_similarity``, is higher than the whitened similarity, it is the pair's similarity. A cropped copy
+   that a briefly trained encoder places at 0.5–0.7 aligns with its original at 0.99 or more.
 3. **Outliers** are scored twice, by the mean cosine distance (1 − similarity) to their ``neighbors`` nearest other
    images: once on the encoder's output (unit features, not whitened: whitening would weigh the many
    low-variance directions, which carry per-image detail, as much as the few that carry what is typical of the
