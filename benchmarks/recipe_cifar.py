@@ -1,0 +1,77 @@
+"""Which default recipe for the convnet on CIFAR-10: the seeds' recipe against candidates, same encoder and epochs.
+
+    KERAS_BACKEND=tensorflow python benchmarks/recipe_cifar.py OUT_DIR [--epochs 20] [--recipes seeds,bn_head,...]
+
+Each recipe trains a SimCLR convnet at 32 px on 40,000 CIFAR-10 training images from
+``../shared/data/cifar10_train_jpeg.npz`` and is evaluated on the 10,000 it never saw (the last 1,000 of each class:
+``audit_cifar.cifar``): kNN (k = 200, τ 0.1, the 40,000 training images as the bank) and logistic regression on
+the encoder's features. One JSON line per recipe; docs/benchmarks.md has the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from audit_cifar import cifar  # noqa: E402
+
+# The seeds' recipe (keras.io SimCLR: BENCHMARKS.md's bare loop): Adam at a constant 1e-3, batch 512, NT-Xent τ 0.1,
+# a 128-128 head without batch norm, the seeds' strong augmentation. Candidates change one family of settings each.
+SEEDS = {"batch_size": 512, "learning_rate": 1e-3, "schedule": "constant", "augment": "strong",
+         "method_params": {"temperature": 0.1, "head_batch_norm": False, "hidden_layers": 1}}
+RECIPES = {
+    "seeds": {},
+    "bn_head": {"method_params": {"head_batch_norm": True}},
+    "bn_head_tau0.2_cosine": {"schedule": "cosine", "method_params": {"head_batch_norm": True, "temperature": 0.2}},
+    "bn_head_tau0.2_cosine_simclr_aug": {"schedule": "cosine", "augment": "simclr",
+                                         "method_params": {"head_batch_norm": True, "temperature": 0.2}},
+}
+
+
+def settings(name: str, epochs: int) -> dict:
+    change = RECIPES[name]
+    merged = {**SEEDS, **{k: v for k, v in change.items() if k != "method_params"}}
+    merged["method_params"] = {**SEEDS["method_params"], **change.get("method_params", {})}
+    return {**merged, "method": "simclr", "encoder": "convnet", "image_size": 32, "epochs": epochs,
+            "knn_bank_size": 5000, "eval_size": 2000, "log_every_steps": 20, "data": "folder:cifar10-jpeg"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    args = parser.parse_args()
+
+    from sslcore import evaluate
+    from sslcore.config import TrainConfig
+    from sslcore.data import Dataset
+    from sslcore.trainer import Trainer
+
+    images, labels, classes, held_out = cifar()
+    dataset = Dataset(name="cifar10-jpeg", train_images=images[~held_out], train_labels=labels[~held_out],
+                      test_images=images[held_out], test_labels=labels[held_out], class_names=classes)
+    for name in args.recipes.split(","):
+        config = TrainConfig(**settings(name, args.epochs))
+        started = time.perf_counter()
+        trainer = Trainer(config, os.path.join(args.out, name), dataset=dataset)
+        summary = trainer.fit()
+        seconds = time.perf_counter() - started
+        train_features, test_features = trainer.embed(dataset.train_images), trainer.embed(dataset.test_images)
+        result = {
+            "recipe": name, "settings": settings(name, args.epochs), "train_seconds": round(seconds, 1),
+            "images_per_second": summary["images_per_second"],
+            "knn_accuracy": round(evaluate.knn_accuracy(train_features, dataset.train_labels, test_features,
+                                                        dataset.test_labels), 4),
+            "linear_accuracy": round(evaluate.linear_accuracy(train_features, dataset.train_labels, test_features,
+                                                              dataset.test_labels), 4),
+            "knn_by_epoch": [round(row["knn_accuracy"], 4) for row in trainer.run.epochs()]}
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
