@@ -104,6 +104,18 @@ def label(args) -> dict:
     return {"labelled_per_class": args.per_class, "held_out": int(len(test)), "seed": args.seed, **results}
 
 
+def edited_pool() -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 held-out images (shuffled) followed by one edited copy of the first 1,000 per edit, edit by edit;
+    and the held-out images' indices in the training file."""
+    from sslcore import audit as audit_module
+
+    images, _, _, held_out = cifar()
+    pool_index = np.random.default_rng(0).permutation(np.flatnonzero(held_out))
+    copies = [np.stack([audit_module.apply_edit(images[i], edit, seed=n) for n, i in enumerate(pool_index[:1000])])
+              for edit in audit_module.EDITS]
+    return np.concatenate([images[pool_index], *copies]), pool_index
+
+
 def flips(args) -> dict:
     """Near-duplicate recall per edit and false alarms, for plain vs flip-averaged and raw vs whitened embeddings.
 
@@ -116,13 +128,7 @@ def flips(args) -> dict:
     from sslcore.evaluate import normalize_rows
     from sslcore.export import embed, load_encoder
 
-    images, _, _, held_out = cifar()
-    rng = np.random.default_rng(0)
-    pool_index = rng.permutation(np.flatnonzero(held_out))
-    originals = pool_index[:1000]
-    copies = {edit: np.stack([audit_module.apply_edit(images[i], edit, seed=n) for n, i in enumerate(originals)])
-              for edit in audit_module.EDITS}
-    pool = np.concatenate([images[pool_index]] + [copies[edit] for edit in audit_module.EDITS])
+    pool, pool_index = edited_pool()
     # Which picture each pool image shows: a copy's nearest image may be another copy of the same original.
     picture = np.concatenate([np.arange(len(pool_index))] + [np.arange(1000)] * len(audit_module.EDITS))
     encoder = load_encoder(args.run)
@@ -159,13 +165,7 @@ def crops(args) -> dict:
     from sslcore import audit as audit_module
     from sslcore.export import embed, load_encoder
 
-    images, _, _, held_out = cifar()
-    rng = np.random.default_rng(0)
-    pool_index = rng.permutation(np.flatnonzero(held_out))
-    originals = pool_index[:1000]
-    copies = {edit: np.stack([audit_module.apply_edit(images[i], edit, seed=n) for n, i in enumerate(originals)])
-              for edit in audit_module.EDITS}
-    pool = np.concatenate([images[pool_index]] + [copies[edit] for edit in audit_module.EDITS])
+    pool, pool_index = edited_pool()
     unit = audit_module.prepare(embed(load_encoder(args.run), pool, flip_average=True))
     indices, similarities = audit_module.neighbours(unit, audit_module.DUPLICATE_CANDIDATES)
     started = time.perf_counter()
