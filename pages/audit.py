@@ -13,43 +13,21 @@ import tempfile
 import gradio as gr
 import numpy as np
 
-from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
-from sslcore import audit, export, labeling
+from pages import few_labels
+from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown
+from pages.few_labels import resolve_folder
+from pages.thumbnails import SHOWN, framed, gallery_css, thumbnail_gallery
+from sslcore import audit, export
 from sslcore.data import DataError, decode_image
-from sslcore.preview import enlarge
 
 TITLE = "Audit"
-SHOWN = 96              # gallery pixels per image
-PAIR_GAP = 12           # transparent pixels between the two images of a pair
-MARGIN = 8              # transparent pixels at least around the pictures of a gallery item
-CAPTION_BAND = 40       # transparent pixels below them, where the gallery draws the caption
 SHOWN_PAIRS = 48
 SHOWN_OUTLIERS = 48
-SHOWN_LABELS = 60
 SLIDER_FLOOR = 0.8      # pairs down to this similarity are kept, so the slider re-filters without searching again
-GALLERIES = ("audit-pairs", "audit-outliers", "audit-labelled")
-
-# Gradio 6.31's gallery draws its label over the first row (the grid's "pt-6" class has no CSS) and cuts a caption
-# at 80% of the cell on one line: these galleries leave the label a strip of its own and let a caption (the file
-# names) wrap in the band that framed() keeps free below the pictures.
-HEAD = ("<style>\n"
-        + ", ".join(f"#{name} .grid-container" for name in GALLERIES) + " { padding-top: 30px; }\n"
-        + ", ".join(f"#{name} .caption-label" for name in GALLERIES)
-        + " { max-width: calc(100% - 2 * var(--block-label-margin)); white-space: normal; overflow-wrap: anywhere; }\n"
-        + "</style>")
+HEAD = gallery_css(("audit-pairs", "audit-outliers", "audit-labelled"))
 
 
 # ---------------------------------------------------------------------------------------------- what the events do
-
-
-def resolve_folder(run_path, folder: str | None) -> str:
-    """The typed folder, or the run's own data when that is a folder."""
-    if folder and folder.strip():
-        return export.folder_path(folder.strip())
-    own = export.run_folder(run_path)
-    if own is None:
-        raise ValueError("Type the path of the image folder to audit (this run was not trained on a folder)")
-    return own
 
 
 def thumbnail(root: str, path: str) -> np.ndarray:
@@ -57,24 +35,6 @@ def thumbnail(root: str, path: str) -> np.ndarray:
         return decode_image(os.path.join(root, path), SHOWN)
     except DataError:
         return np.full((SHOWN, SHOWN, 3), 200, np.uint8)
-
-
-def framed(*images: np.ndarray) -> np.ndarray:
-    """SHOWN-pixel thumbnails side by side on a transparent square canvas (RGBA), the same size for every item.
-
-    A gallery cell is a square and its caption is drawn over the cell's bottom: the canvas is square too (a pair
-    is not stretched or cropped), keeps CAPTION_BAND free below the pictures for the caption, and its transparent
-    margins and gap show the cell's own background.
-    """
-    row = len(images) * SHOWN + (len(images) - 1) * PAIR_GAP
-    side = max(row + 2 * MARGIN, SHOWN + 2 * MARGIN + CAPTION_BAND)
-    canvas = np.zeros((side, side, 4), np.uint8)
-    top, left = (side - CAPTION_BAND - SHOWN) // 2, (side - row) // 2
-    for image in images:
-        canvas[top:top + SHOWN, left:left + SHOWN, :3] = image[..., :3]
-        canvas[top:top + SHOWN, left:left + SHOWN, 3] = 255
-        left += SHOWN + PAIR_GAP
-    return canvas
 
 
 def pair_gallery(report: audit.AuditReport, threshold: float) -> list[tuple[np.ndarray, str]]:
@@ -113,34 +73,7 @@ def run_export(run_path, folder: str | None) -> tuple[str, dict]:
     return archive, summary
 
 
-def run_labels(run_path, folder: str | None, examples_folder: str | None, example_files, image_files, method: str):
-    """Few-label classification: examples from a folder (one subfolder per class) or from files named CLASS_x.png;
-    images from uploads, or else the audited folder. Returns the result and the CSV written."""
-    if examples_folder and examples_folder.strip():
-        examples = export.folder_path(examples_folder.strip())
-    elif example_files:
-        examples = labeling.examples_by_file_name(list(example_files), [upload_name(f) for f in example_files])
-    else:
-        raise ValueError("Give examples: a folder with one subfolder per class, or upload files named CLASS_anything.png")
-    images = [str(f) for f in image_files] if image_files else resolve_folder(run_path, folder)
-    result = labeling.label_images(run_path, images, examples=examples, method=method)
-    out = os.path.join(tempfile.mkdtemp(prefix="sslcore-labels-"), "labels.csv")
-    labeling.write_labels_csv(out, result)
-    return result, out
-
-
 # ---------------------------------------------------------------------------------------------- the page
-
-
-def thumbnail_gallery(label: str, elem_id: str, columns: int, height: int) -> gr.Gallery:
-    """A grid of square thumbnails with captions, whatever the number of items.
-
-    fit_columns=False: Gradio otherwise widens the columns to the number of items, so a single item filled the
-    whole width as one square cell, taller than the box and cut off at its bottom. preview=False and no
-    selected_index: nothing opens enlarged until the user clicks it (allow_preview).
-    """
-    return gr.Gallery(label=label, columns=columns, height=height, fit_columns=False, preview=False,
-                      allow_preview=True, selected_index=None, object_fit="contain", format="png", elem_id=elem_id)
 
 
 def build(context: AppContext, tab: gr.Tab) -> None:
@@ -153,7 +86,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                             elem_id="audit-folder", scale=3)
     with gr.Row():
         threshold = gr.Slider(SLIDER_FLOOR, 1.0, audit.DEFAULT_THRESHOLD, step=0.005, scale=3, elem_id="audit-threshold",
-                              label="Near-duplicate threshold (whitened cosine similarity)")
+                              label="Near-duplicate threshold (whitened cosine, or crop-aligned pixel match)")
         button = gr.Button("Audit", variant="primary", elem_id="audit-button", scale=1)
     status = gr.Markdown(elem_id="audit-status")
     report_state = gr.State(None)
@@ -172,18 +105,8 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                                       "unzip and run `tensorboard --logdir DIR`", interactive=False,
                                 elem_id="audit-projector")
         with gr.Tab("Few labels"):
-            gr.Markdown("Name every image from a few examples per class (1–10 each): a folder with one subfolder per "
-                        "class, or example files named `CLASS_anything.png`. The images are your uploads, or else "
-                        "the folder above.", elem_classes="ssl-hint")
-            with gr.Row():
-                examples_folder = gr.Textbox("", label="Examples folder", placeholder="/path/to/examples", scale=2)
-                method = gr.Radio(list(labeling.METHODS), value="knn", label="Method", scale=1)
-            with gr.Row():
-                example_files = gr.File(label="…or example files CLASS_anything.png", file_count="multiple", height=120)
-                image_files = gr.File(label="Images to label (empty: the folder above)", file_count="multiple", height=120)
-            label_button = gr.Button("Label", variant="primary", elem_id="audit-label")
-            labelled = thumbnail_gallery("Labels with confidence", "audit-labelled", columns=6, height=420)
-            labels_file = gr.File(label="labels.csv (path, label, confidence)", interactive=False)
+            few_labels.build(context, run, status, folder=folder, where="the folder above", api_name="label",
+                             elem_prefix="audit")
 
     @reports_errors(outputs=5, status_at=3)
     def do_audit(run_id, folder, threshold):
@@ -211,25 +134,12 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 f"no more at {summary['thumbnail_size']} px)" if summary["sampled"] else f"exported {summary['images']} images")
         return archive, message_html(note + f", {summary['dim']} dimensions", "ok")
 
-    @reports_errors(outputs=3, status_at=2)
-    def do_label(run_id, folder, examples_folder, example_files, image_files, method):
-        """A class and a confidence for every image, from a few labelled examples (kNN on the run's embeddings)."""
-        result, csv_path = run_labels(context.run_path(run_id), folder, examples_folder, example_files, image_files, method)
-        shown = [(framed(enlarge(result.images[i], SHOWN)), f"{result.labels[i]} · {result.confidences[i]:.0%} · {result.paths[i]}")
-                 for i in range(min(SHOWN_LABELS, len(result.labels)))]
-        counts = ", ".join(f"{name}: {count}" for name, count in result.counts().items())
-        skipped = f"; skipped {len(result.skipped)} unreadable file(s)" if result.skipped else ""
-        return shown, csv_path, message_html(f"labelled {len(result.labels)} images from {result.examples} examples "
-                                             f"({counts}){skipped}", "ok")
-
     heavy = dict(concurrency_id="audit", concurrency_limit=1)
     button.click(do_audit, [run, folder, threshold], [pairs, outliers, reports, status, report_state],
                  api_name="audit", **heavy)
     threshold.release(rethreshold, [report_state, threshold], [pairs, reports, status], api_name="duplicates",
                       concurrency_id="audit-view", concurrency_limit=4)
     export_button.click(do_export, [run, folder], [projector, status], api_name="export", **heavy)
-    label_button.click(do_label, [run, folder, examples_folder, example_files, image_files, method],
-                       [labelled, labels_file, status], api_name="label", **heavy)
     refresh = lambda current: refreshed_runs(context, current, need="encoder")
     tab.select(refresh, run, run, api_name="refresh_audit_runs", api_visibility="private", queue=False)
     context.demo.load(refresh, run, run, api_name="load_audit_runs", api_visibility="private", queue=False)

@@ -1,14 +1,18 @@
-"""Classify: a finished run's classifier (encoder + linear probe) on images you upload."""
+"""Classify: a finished run's classifier (encoder + linear probe) on images you upload, or your own classes from a
+few examples each (the few-label mode: kNN on the run's embeddings)."""
 from __future__ import annotations
 
 import gradio as gr
 
+from pages import few_labels
 from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
+from pages.thumbnails import gallery_css
 from sslcore import zerogpu
 from sslcore.preview import enlarge
 
 TITLE = "Classify"
 SHOWN_SIZE = 128
+HEAD = gallery_css(("classify-labelled",))
 
 
 def build(context: AppContext, tab: gr.Tab) -> None:
@@ -34,6 +38,11 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                                    elem_id="classify-table", column_widths=["30%", "70%"])
             with gr.Accordion("All results (JSON)", open=False):
                 table = gr.JSON(label="Per file: top classes with probabilities, or the reason it was skipped")
+
+    with gr.Accordion("Few-label mode: your own classes from a few examples each", open=False,
+                      elem_id="classify-few-labels"):
+        few_labels.build(context, run, status, where="the run's own folder", api_name="classify_few_labels",
+                         elem_prefix="classify")
 
     @reports_errors(outputs=4)
     def classify(run_id, files, top_k, token=""):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow   # a live server and real training processes
 TINY = {"epochs": 2, "batch_size": 128, "image_size": 32, "log_every_steps": 2}
 PUBLIC_ENDPOINTS = {"/preview", "/start_training", "/stop_training", "/resume_training", "/training_status",
                     "/embeddings", "/evaluation", "/neighbors", "/classify", "/baseline_vs_finetune", "/list_runs",
-                    "/push", "/audit", "/label", "/export"}
+                    "/push", "/audit", "/label", "/export", "/classify_few_labels"}
 
 
 def free_port() -> int:
@@ -146,6 +146,28 @@ def test_classify_png_grayscale_rgba_and_refuse_a_non_image(client, finished_run
     assert "notes.txt" in by_name["notes.txt"]["error"] and "not an image" in by_name["notes.txt"]["error"]
     assert len(gallery) == 3 and "notes.txt" in status and "not an image" in status
     assert [row[0] for row in ranking["data"]] == ["colour.png", "gray.png", "alpha.png", "notes.txt"]
+
+
+def test_classify_few_label_mode_names_uploads_from_a_few_examples(client, finished_run, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    picture = lambda i: np.asarray(Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).resize((32, 32))
+                                   .convert("RGB"))
+    zeros, ones = np.flatnonzero(digits.target == 0)[-10:], np.flatnonzero(digits.target == 1)[-10:]
+    examples = [image_file(tmp_path, f"{name}_{i}.png", picture(i)) for name, chosen in (("zero", zeros[:4]), ("one", ones[:4]))
+                for i in chosen]
+    queries = [image_file(tmp_path, f"query_{i}.png", picture(i)) for i in [*zeros[4:], *ones[4:]]]
+    _, _, status = client.predict(finished_run, "", [], [handle_file(q) for q in queries], "knn",
+                                  api_name="/classify_few_labels")
+    assert "ssl-error" in status and "Give examples" in status   # nothing to learn the classes from
+    gallery, labels_csv, status = client.predict(finished_run, "", [handle_file(e) for e in examples],
+                                                 [handle_file(q) for q in queries], "knn", api_name="/classify_few_labels")
+    assert "labelled 12 images from 8 examples" in status and len(gallery) == 12
+    rows = [line.split(",") for line in open(labels_csv).read().splitlines()[1:]]
+    truth = {f"query_{i}.png": "zero" for i in zeros[4:]} | {f"query_{i}.png": "one" for i in ones[4:]}
+    correct = sum(label == truth[path.rsplit("/", 1)[-1]] for path, label, _ in rows)
+    assert correct >= 10, rows   # 0 and 1 are easy even for a 2-epoch encoder; chance is 6 of 12
 
 
 def test_baseline_vs_finetune_plots_both_curves(client, finished_run):
