@@ -3,8 +3,8 @@
 An encoder trained for a few epochs maps an 80 % crop of a small image somewhere else than the image itself
 (docs/audit.md), yet the copy is still among its original's nearest images. So the audit verifies each candidate
 pair the way copy detection verifies a match geometrically: it compares each image with many crops of the other
-(scales 1.0 down to 0.7, at positions on a grid), both ways, refines the best crop box on a finer grid, and keeps
-the best normalised correlation.
+(scales 1.0 down to 0.7, at positions on a grid), both ways, in luma; where that finds a good match it refines the
+best crop box on finer grids, in colour, and keeps the best normalised correlation.
 
 Everything is linear algebra on small thumbnails: an image becomes a ``THUMB``-pixel square by area averaging,
 and every crop box is a pair of area-resampling matrices (rows, columns) that turn it into a ``VIEW``-pixel
@@ -29,7 +29,7 @@ REFINE_ROUNDS = (0.03, 0.015, 0.0075)
 # Only pairs whose first (luma) search reached this are refined and scored; the rest score -1, far from any copy.
 REFINE_FROM = 0.9
 MIN_SCALE = 0.6
-BLOCK = 128       # images whose first-search views are held at once (BLOCK × boxes × VIEW² × 3 floats: 130 MB)
+BLOCK = 128       # images whose first-search views are held at once (BLOCK × boxes × VIEW² floats: 11 MB)
 PAIR_CHUNK = 64   # pairs scored or refined at once
 
 
@@ -161,8 +161,9 @@ def _refine(thumbs, cropped, target, around: np.ndarray) -> np.ndarray:
 
 
 def crop_similarity(images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """For each pair (i, j) of ``images``: the best correlation of either image (or its mirror image) with a crop
-    of the other, in [-1, 1]; near 1 when one is a crop, a resize, a re-compression or a re-lighting of the other."""
+    """For each pair (i, j) of ``images``: the best colour correlation of either image (or its mirror image) with a
+    crop of the other; near 1 when one is a crop, a resize, a re-compression or a re-lighting of the other, and -1
+    for pairs whose luma match stayed under ``REFINE_FROM`` (no copy)."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if not len(pairs):
         return np.zeros(0, np.float32)
