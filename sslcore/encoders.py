@@ -67,7 +67,7 @@ def resnet50(image_size: int, width: int = 64) -> keras.Model:
     """
     del width
     backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(image_size, image_size, 3), pooling="avg")
-    return keras.Model(backbone.inputs, backbone.outputs, name="resnet50")
+    return keras.Model(backbone.input, backbone.output, name="resnet50")   # one tensor: .outputs is a list
 
 
 ENCODERS = {"convnet": convnet, "resnet18": resnet18, "resnet50": resnet50}
