@@ -190,7 +190,7 @@ def crops(args) -> dict:
         row["false_alarms"] = {t: round(float(np.mean(unedited >= t)), 4) for t in thresholds}
         results[name] = row
     return {"pool": int(len(pool)), "crop_check_seconds": round(seconds, 1),
-            "crop_checked_pairs": int(len(pool) * audit_module.CROP_CHECKED_CANDIDATES), "results": results}
+            "crop_checked_neighbours_per_image": audit_module.CROP_CHECKED_CANDIDATES, "results": results}
 
 
 def synthetic_outliers(size: int = 32) -> dict[str, np.ndarray]:

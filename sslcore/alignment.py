@@ -142,19 +142,18 @@ def _first_search(thumbs, cropped, target) -> tuple[np.ndarray, np.ndarray]:
 def _refine(thumbs, cropped, target, around: np.ndarray) -> np.ndarray:
     """Best colour correlation over boxes near each pair's box ``around`` (P, 3): ``REFINE_ROUNDS`` rounds, each on
     a 3 × 3 × 3 grid (scale, left, top) around the best box so far, the grid halving each round."""
-    whole = whole_views(thumbs[target])
     best = np.full(len(cropped), -1.0, np.float32)
     around = np.array(around, np.float64)
     grid = np.array(list(itertools.product((-1.0, 0.0, 1.0), repeat=3)))                  # (27, 3)
     for part in range(0, len(cropped), PAIR_CHUNK):
         chunk = slice(part, part + PAIR_CHUNK)
-        centre = around[chunk]
+        centre, whole = around[chunk], whole_views(thumbs[target[chunk]])   # per chunk: memory stays bounded
         for step in REFINE_ROUNDS:
             boxes = centre[:, None, :] + step * grid[None]
             boxes[..., 0] = np.clip(boxes[..., 0], MIN_SCALE, 1.0)
             boxes[..., 1:] = np.clip(boxes[..., 1:], 0.0, 1.0 - boxes[..., :1])
             views = pair_views(thumbs[cropped[chunk]], *resamplers(boxes))
-            scores = np.matmul(views, whole[chunk].transpose(0, 2, 1)).max(axis=2)          # (P, 27)
+            scores = np.matmul(views, whole.transpose(0, 2, 1)).max(axis=2)                 # (P, 27)
             centre = boxes[np.arange(len(scores)), scores.argmax(axis=1)]
             best[chunk] = np.maximum(best[chunk], scores.max(axis=1))
     return best

@@ -120,12 +120,11 @@ class ChunkedJobManager(JobManager):
     def stop(self, run_id: str) -> dict:
         """A run some page is driving stops inside its current call, or before the next one: between two calls
         its status reads as paused, which the plain manager would take for a run with nothing to stop."""
-        run = self.existing_run(run_id)
         with self._lock:
             driven = run_id in self._driven
         if not driven:
             return super().stop(run_id)
-        run.request_stop()
+        self.existing_run(run_id).request_stop()
         return self.status(run_id)
 
     def _recorded_pid(self, run: RunDir, status: dict) -> int | None:
