@@ -1,6 +1,7 @@
 """Which default recipe for the convnet on CIFAR-10: the seeds' recipe against candidates, same encoder and epochs.
 
     KERAS_BACKEND=tensorflow python benchmarks/recipe_cifar.py OUT_DIR [--epochs 20] [--recipes seeds,bn_head,...]
+        [--max-minutes 10]
 
 Each recipe trains a SimCLR convnet at 32 px on 40,000 CIFAR-10 training images from
 ``../shared/data/cifar10_train_jpeg.npz`` and is evaluated on the 10,000 it never saw (the last 1,000 of each class:
@@ -29,13 +30,22 @@ RECIPES = {
     "bn_head_tau0.2_cosine": {"schedule": "cosine", "method_params": {"head_batch_norm": True, "temperature": 0.2}},
     "bn_head_tau0.2_cosine_simclr_aug": {"schedule": "cosine", "augment": "simclr",
                                          "method_params": {"head_batch_norm": True, "temperature": 0.2}},
+    # One change each, screened at 5 epochs before a 20-epoch run of the best combination.
+    "batch256": {"batch_size": 256},
+    "grayscale": {"augment_params": {"grayscale_prob": 0.2}},
+    "tau0.2": {"method_params": {"temperature": 0.2}},
+    "lr2e-3": {"learning_rate": 2e-3},
+    "tau0.05": {"method_params": {"temperature": 0.05}},
+    "head512": {"method_params": {"hidden_dim": 512}},
 }
+MERGED = ("method_params", "augment_params")
 
 
 def settings(name: str, epochs: int) -> dict:
     change = RECIPES[name]
-    merged = {**SEEDS, **{k: v for k, v in change.items() if k != "method_params"}}
-    merged["method_params"] = {**SEEDS["method_params"], **change.get("method_params", {})}
+    merged = {**SEEDS, **{k: v for k, v in change.items() if k not in MERGED}}
+    for key in MERGED:
+        merged[key] = {**SEEDS.get(key, {}), **change.get(key, {})}
     return {**merged, "method": "simclr", "encoder": "convnet", "image_size": 32, "epochs": epochs,
             "knn_bank_size": 5000, "eval_size": 2000, "log_every_steps": 20, "data": "folder:cifar10-jpeg"}
 
@@ -45,6 +55,8 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop each run after this much training (BENCHMARKS.md's 10-minute CPU target)")
     args = parser.parse_args()
 
     from sslcore import evaluate
@@ -59,12 +71,14 @@ def main() -> None:
         config = TrainConfig(**settings(name, args.epochs))
         started = time.perf_counter()
         trainer = Trainer(config, os.path.join(args.out, name), dataset=dataset)
-        summary = trainer.fit()
+        max_seconds = None if args.max_minutes is None else 60 * args.max_minutes
+        summary = trainer.fit(max_seconds=max_seconds)
         seconds = time.perf_counter() - started
         train_features, test_features = trainer.embed(dataset.train_images), trainer.embed(dataset.test_images)
         result = {
             "recipe": name, "settings": settings(name, args.epochs), "train_seconds": round(seconds, 1),
-            "images_per_second": summary["images_per_second"],
+            "images_per_second": summary["images_per_second"], "stop_reason": summary["stop_reason"],
+            "images_seen": summary["global_step"] * config.batch_size, "max_minutes": args.max_minutes,
             "knn_accuracy": round(evaluate.knn_accuracy(train_features, dataset.train_labels, test_features,
                                                         dataset.test_labels), 4),
             "linear_accuracy": round(evaluate.linear_accuracy(train_features, dataset.train_labels, test_features,

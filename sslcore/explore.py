@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from sslcore import evaluate
-from sslcore.data import DataError, Dataset, decode_image, load
+from sslcore.data import Dataset, decode_image, load
 from sslcore.runs import RunDir
 
 # Caps that keep the page responsive on a laptop CPU: a bigger bank barely changes what neighbours look like.
