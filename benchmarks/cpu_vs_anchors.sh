@@ -7,6 +7,7 @@
 #   PyTorch:    the bare PyTorch loop, no Keras (anchors/bare_bench_torch.py) vs our train step on
 #               Keras's PyTorch backend (`python -m sslcore bench`, random batches like the bare loop)
 #               and our full trainer on it (Trainer.fit: probe, metrics, kNN, checkpoints)
+# Our side uses the anchors' SimCLR head (128 wide, tau 0.1: sslcore.bench.ANCHOR_SIMCLR_PARAMS), not the default.
 # Usage: cpu_vs_anchors.sh [tensorflow] [jax] [torch]   (default: all three, in that order)
 # Prints one JSON line per measurement: {"command": ..., "result": <the script's own JSON line>}.
 set -euo pipefail
@@ -32,7 +33,7 @@ for section in ${*:-tensorflow jax torch}; do
         measure env KERAS_BACKEND=jax $PY benchmarks/trainer_throughput.py 10000 256 3 ;;
       torch)
         measure $PY $ANCHORS/bare_bench_torch.py 32 256 60
-        measure $PY -m sslcore bench --backend torch --steps 60
+        measure $PY -m sslcore bench --backend torch --steps 60 --param hidden_dim=128 --param temperature=0.1
         measure env KERAS_BACKEND=torch $PY benchmarks/trainer_throughput.py 10000 256 3 ;;
       *) echo "unknown section $section (tensorflow, jax or torch)" >&2; exit 2 ;;
     esac

@@ -14,14 +14,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 
-from sslcore.bench import synthetic_dataset  # noqa: E402
+from sslcore.bench import ANCHOR_SIMCLR_PARAMS, synthetic_dataset  # noqa: E402
 from sslcore.config import TrainConfig  # noqa: E402
 from sslcore.trainer import Trainer  # noqa: E402
 
 
 def main(images: int, batch: int, epochs: int, method: str = "simclr", image_size: int = 32):
-    config = TrainConfig(method=method, image_size=image_size, batch_size=batch, epochs=epochs, knn_bank_size=2000,
-                         eval_size=1000)
+    method_params = ANCHOR_SIMCLR_PARAMS if method == "simclr" else {}
+    config = TrainConfig(method=method, method_params=method_params, image_size=image_size, batch_size=batch,
+                         epochs=epochs, knn_bank_size=2000, eval_size=1000)
     dataset = synthetic_dataset(image_size, images)
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(config, folder, dataset=dataset)

@@ -18,6 +18,10 @@ from sslcore.steps import DeviceData, make_train_step, to_host
 from sslcore.trainer import Trainer
 
 
+# The anchors' SimCLR head (../shared/anchors): speed comparisons with them use it, not sslcore's wider default.
+ANCHOR_SIMCLR_PARAMS = {"hidden_dim": 128, "temperature": 0.1}
+
+
 def synthetic_dataset(image_size: int, num_images: int = 10000, num_classes: int = 10, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (num_images, image_size, image_size, 3), dtype=np.uint8)

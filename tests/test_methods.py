@@ -113,3 +113,21 @@ def test_every_temperature_setting_must_be_positive(method):
     for name in temperatures:
         with pytest.raises(ValueError, match=f"{name} must be positive"):
             method_params(method, {name: 0.0})
+
+
+def test_simclr_defaults_are_the_recipe_measured_best_on_cifar(monkeypatch):
+    # docs/benchmarks.md's default-recipe table names the recipe that benchmarks/recipe_cifar.py measured; the
+    # shipped SimCLR settings must be that recipe's, and the script's baseline must stay the seeds' own.
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_cifar.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # the script imports its neighbour audit_cifar
+    spec = importlib.util.spec_from_file_location("recipe_cifar", script)
+    recipe_cifar = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe_cifar)
+    chosen = recipe_cifar.settings(recipe_cifar.DEFAULT_RECIPE, 20)["method_params"]
+    shipped = method_params("simclr", {})
+    assert {name: getattr(shipped, name) for name in chosen} == chosen
+    seeds = recipe_cifar.settings("seeds", 20)["method_params"]
+    assert (seeds["temperature"], seeds["hidden_dim"]) == (0.1, 128)
