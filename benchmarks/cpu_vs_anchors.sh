@@ -7,7 +7,7 @@
 #   PyTorch:    the bare PyTorch loop, no Keras (anchors/bare_bench_torch.py) vs our train step on
 #               Keras's PyTorch backend (`python -m sslcore bench`, random batches like the bare loop)
 #               and our full trainer on it (Trainer.fit: probe, metrics, kNN, checkpoints)
-# Our side uses the anchors' SimCLR head (128 wide, tau 0.1: sslcore.bench.ANCHOR_SIMCLR_PARAMS), not the default.
+# Our side uses the anchors' SimCLR head (128 wide, tau 0.1: sslcore.bench.ANCHOR_SIMCLR_PARAMS) whatever the default.
 # Usage: cpu_vs_anchors.sh [tensorflow] [jax] [torch]   (default: all three, in that order)
 # Prints one JSON line per measurement: {"command": ..., "result": <the script's own JSON line>}.
 set -euo pipefail

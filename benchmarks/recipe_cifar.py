@@ -42,7 +42,7 @@ RECIPES = {
     # The two winners of the 5-epoch screen together (docs/benchmarks.md).
     "head512_tau0.05": {"method_params": {"hidden_dim": 512, "temperature": 0.05}},
 }
-DEFAULT_RECIPE = "head512_tau0.05"  # what sslcore ships as SimCLR's defaults (tests/test_methods.py checks)
+DEFAULT_RECIPE = "seeds"  # what sslcore ships as SimCLR's defaults (tests/test_methods.py checks)
 MERGED = ("method_params", "augment_params")
 
 

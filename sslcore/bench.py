@@ -18,7 +18,7 @@ from sslcore.steps import DeviceData, make_train_step, to_host
 from sslcore.trainer import Trainer
 
 
-# The anchors' SimCLR head (../shared/anchors): speed comparisons with them use it, not sslcore's wider default.
+# The anchors' SimCLR head (../shared/anchors): speed comparisons with them use it whatever SimCLR's defaults are.
 ANCHOR_SIMCLR_PARAMS = {"hidden_dim": 128, "temperature": 0.1}
 
 

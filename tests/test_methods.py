@@ -115,9 +115,9 @@ def test_every_temperature_setting_must_be_positive(method):
             method_params(method, {name: 0.0})
 
 
-def test_simclr_defaults_are_the_recipe_measured_best_on_cifar(monkeypatch):
-    # docs/benchmarks.md's default-recipe table names the recipe that benchmarks/recipe_cifar.py measured; the
-    # shipped SimCLR settings must be that recipe's, and the script's baseline must stay the seeds' own.
+def test_simclr_defaults_are_the_recipe_the_benchmark_calls_the_default(monkeypatch):
+    # docs/benchmarks.md's default-recipe table says which recipe of benchmarks/recipe_cifar.py ships; the shipped
+    # SimCLR settings must be that recipe's, and the script's baseline must stay the seeds' own.
     import importlib.util
     from pathlib import Path
 

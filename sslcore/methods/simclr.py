@@ -9,10 +9,9 @@ from sslcore.methods.base import Method, MethodParams, hyperparameter
 
 @dataclass
 class SimCLRParams(MethodParams):
-    # 0.05 and a 512-wide hidden layer beat the seeds' 0.1 and 128 on CIFAR-10 (docs/benchmarks.md, default recipe).
-    temperature: float = hyperparameter(0.05, "NT-Xent temperature; lower sharpens the softmax over negatives (the seeds use 0.1)")
+    temperature: float = hyperparameter(0.1, "NT-Xent temperature; lower sharpens the softmax over negatives (the seeds use 0.1)")
     projection_dim: int = hyperparameter(128, "output size of the projection head")
-    hidden_dim: int = hyperparameter(512, "hidden size of the projection head (the seeds use 128)")
+    hidden_dim: int = hyperparameter(128, "hidden size of the projection head")
     hidden_layers: int = hyperparameter(1, "hidden layers in the projection head (SimCLR v2 uses 2)")
     head_batch_norm: bool = hyperparameter(False, "batch norm inside the projection head only")
 
