@@ -73,16 +73,17 @@ def main() -> None:
     dataset = Dataset(name="cifar10-jpeg", train_images=images[~held_out], train_labels=labels[~held_out],
                       test_images=images[held_out], test_labels=labels[held_out], class_names=classes)
     bank10k = np.random.default_rng(0).choice(len(dataset.train_images), 10000, replace=False)
+    max_seconds = None if args.max_minutes is None else 60 * args.max_minutes
     for name in args.recipes.split(","):
-        config = TrainConfig(**settings(name, args.epochs))
+        recipe = settings(name, args.epochs)
+        config = TrainConfig(**recipe)
         started = time.perf_counter()
         trainer = Trainer(config, os.path.join(args.out, name), dataset=dataset)
-        max_seconds = None if args.max_minutes is None else 60 * args.max_minutes
         summary = trainer.fit(max_seconds=max_seconds)
         seconds = time.perf_counter() - started
         train_features, test_features = trainer.embed(dataset.train_images), trainer.embed(dataset.test_images)
         result = {
-            "recipe": name, "settings": settings(name, args.epochs), "train_seconds": round(seconds, 1),
+            "recipe": name, "settings": recipe, "train_seconds": round(seconds, 1),
             "images_per_second": summary["images_per_second"], "stop_reason": summary["stop_reason"],
             "images_seen": summary["global_step"] * config.batch_size, "max_minutes": args.max_minutes,
             "knn_accuracy": round(evaluate.knn_accuracy(train_features, dataset.train_labels, test_features,
