@@ -10,8 +10,9 @@ from __future__ import annotations
 import gradio as gr
 
 import sslcore
-from pages import audit, augment, classify, common, explore, hub, train
+from pages import audit, augment, classify, common, explore, hub, train, uploads
 from sslcore import zerogpu
+from sslcore.data.archives import UploadLimits
 from sslcore.jobs import JobManager
 
 # System fonts only: the app must look right offline, and Gradio's default theme fetches Google Fonts.
@@ -44,12 +45,18 @@ def build_app(jobs: JobManager | None = None) -> gr.Blocks:
     # On ZeroGPU nothing may train in the background: the visitor's page drives each GPU call.
     jobs = jobs or (zerogpu.ChunkedJobManager() if zerogpu.on_zerogpu() else JobManager())
     with gr.Blocks(title="sslcore lab") as demo:
-        gr.Markdown(f"**sslcore lab** · Keras backend **{sslcore.BACKEND}** on **{common.device_description()}** — "
-                    f"{sslcore.BACKEND_REASON} · runs folder `{jobs.root}`", elem_id="ssl-header")
         context = common.AppContext(jobs=jobs, demo=demo)
+        # A public Space does not say where its disk is; a local user wants to know where runs go.
+        where = (" · your own lab: your runs and uploads are yours alone" if context.public
+                 else f" · runs folder `{jobs.root}`")
+        gr.Markdown(f"**sslcore lab** · Keras backend **{sslcore.BACKEND}** on **{common.device_description()}** — "
+                    f"{sslcore.BACKEND_REASON}{where}", elem_id="ssl-header")
+        demo.load(common.remember_visitor, context.visitor_key, context.visitor_key, api_name="remember_visitor",
+                  api_visibility="private", queue=False)
         for page in PAGES:
             with gr.Tab(page.TITLE, id=page.TITLE.lower()) as tab:
                 page.build(context, tab)
+        uploads.register_api(context)
     # Previews, explorer and classifier have their own concurrency groups; this caps whatever else is queued.
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
@@ -58,7 +65,8 @@ def build_app(jobs: JobManager | None = None) -> gr.Blocks:
 def launch_options() -> dict:
     """What launch() needs beyond the defaults (Gradio 6 takes theme, css and head here, not in Blocks)."""
     head = "".join(getattr(page, "HEAD", "") for page in PAGES)
-    return dict(css=CSS, head=head, theme=THEME, footer_links=["api", "gradio"])
+    return dict(css=CSS, head=head, theme=THEME, footer_links=["api", "gradio"],
+                max_file_size=UploadLimits.from_env().max_upload_bytes)
 
 
 def main() -> None:

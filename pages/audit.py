@@ -14,11 +14,12 @@ import gradio as gr
 import numpy as np
 
 from pages import few_labels
-from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown
+from pages.common import AppContext, folder_picker, message_html, refreshed_runs, reports_errors, run_dropdown
 from pages.few_labels import resolve_folder
 from pages.thumbnails import SHOWN, framed, gallery_css, thumbnail_gallery
 from sslcore import audit, export
 from sslcore.data import DataError, decode_image
+from sslcore.labs import Lab
 
 TITLE = "Audit"
 SHOWN_PAIRS = 48
@@ -57,18 +58,18 @@ def summary_text(report: audit.AuditReport, threshold: float) -> str:
             f"Most outlying: {', '.join(path for path, _ in report.outliers[:3])}.")
 
 
-def run_audit(run_path, folder: str | None, threshold: float) -> tuple[audit.AuditReport, str]:
+def run_audit(lab: Lab, run_path, folder: str | None, threshold: float) -> tuple[audit.AuditReport, str]:
     """Audit into a fresh temporary folder (CSV downloads); keeps pairs down to SLIDER_FLOOR for the slider."""
     out = tempfile.mkdtemp(prefix="sslcore-audit-")
-    report = audit.audit_folder(run_path, resolve_folder(run_path, folder), out, threshold=float(threshold),
+    report = audit.audit_folder(run_path, resolve_folder(lab, run_path, folder), out, threshold=float(threshold),
                                 candidate_floor=SLIDER_FLOOR)
     return report, out
 
 
-def run_export(run_path, folder: str | None) -> tuple[str, dict]:
+def run_export(lab: Lab, run_path, folder: str | None) -> tuple[str, dict]:
     """Projector files for the folder, zipped for download."""
     out = tempfile.mkdtemp(prefix="sslcore-projector-")
-    summary = export.export_folder(run_path, resolve_folder(run_path, folder), os.path.join(out, "projector"))
+    summary = export.export_folder(run_path, resolve_folder(lab, run_path, folder), os.path.join(out, "projector"))
     archive = shutil.make_archive(os.path.join(out, "projector"), "zip", root_dir=os.path.join(out, "projector"))
     return archive, summary
 
@@ -82,8 +83,8 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 "read: reports and exports are offered for download.")
     with gr.Row():
         run = run_dropdown("Finished run", elem_id="audit-run", scale=2)
-        folder = gr.Textbox("", label="Image folder", placeholder="/path/to/images — empty: the run's own folder",
-                            elem_id="audit-folder", scale=3)
+        with gr.Column(scale=3):
+            folder = folder_picker(context, "Image folder", own_data="the run's own images", elem_id="audit-folder")
     with gr.Row():
         threshold = gr.Slider(SLIDER_FLOOR, 1.0, audit.DEFAULT_THRESHOLD, step=0.005, scale=3, elem_id="audit-threshold",
                               label="Near-duplicate threshold (whitened cosine, or crop-aligned pixel match)")
@@ -111,7 +112,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=5, status_at=3)
     def do_audit(run_id, folder, threshold):
         """Audit a folder with a run: duplicate pairs, outliers, CSV reports."""
-        report, out = run_audit(context.run_path(run_id), folder, threshold)
+        report, out = run_audit(context.lab(), context.run_path(run_id), folder, threshold)
         files = [report.files[name] for name in ("duplicates", "outliers", "unreadable")]
         return (pair_gallery(report, threshold), outlier_gallery(report), files,
                 message_html(summary_text(report, threshold), "ok"), {"report": report, "out": out})
@@ -129,7 +130,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=2, status_at=1)
     def do_export(run_id, folder):
         """Embedding Projector files (vectors.tsv, metadata.tsv, sprite.png, configs) for the folder, zipped."""
-        archive, summary = run_export(context.run_path(run_id), folder)
+        archive, summary = run_export(context.lab(), context.run_path(run_id), folder)
         note = (f"exported {summary['exported']} of {summary['images']} images (the projector's 8,192 px sprite holds "
                 f"no more at {summary['thumbnail_size']} px)" if summary["sampled"] else f"exported {summary['images']} images")
         return archive, message_html(note + f", {summary['dim']} dimensions", "ok")

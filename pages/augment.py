@@ -28,7 +28,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 "views of one image belong together, so these transforms are exactly the invariances it learns.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            dataset, folder = data_source_picker()
+            dataset, folder = data_source_picker(context)
             upload = gr.File(label="…or upload one image", file_count="single", height=120)
             count = gr.Slider(1, 8, 4, step=1, label="Images")
             draws = gr.Slider(1, 8, 4, step=1, label="Views per image")
@@ -68,7 +68,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=1 + len(PRESET_NAMES) + 1)
     def preview_all(dataset, folder, upload, images, draws, image_size, seed, **settings):
         """Originals next to random views: with the slider settings, and with each preset."""
-        pictures = _images(data_source(dataset, folder), upload, images, image_size, seed)
+        pictures = _images(data_source(context, dataset, folder), upload, images, image_size, seed)
         grids = [preview.preview_augmentations(pictures, preview.config_from_controls(settings), int(draws), int(seed))]
         grids += [preview.preview_augmentations(pictures, name, int(draws), int(seed)) for name in PRESET_NAMES]
         return (*grids, _summary(pictures, image_size, seed))
@@ -76,7 +76,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=2)
     def preview_custom(dataset, folder, upload, images, draws, image_size, seed, **settings):
         """Only the slider-driven grid: what a moving slider needs."""
-        pictures = _images(data_source(dataset, folder), upload, images, image_size, seed)
+        pictures = _images(data_source(context, dataset, folder), upload, images, image_size, seed)
         config = preview.config_from_controls(settings)
         return preview.preview_augmentations(pictures, config, int(draws), int(seed)), _summary(pictures, image_size, seed)
 

@@ -8,15 +8,18 @@ import functools
 import html
 import os
 import secrets
+import threading
 import traceback
-from dataclasses import dataclass
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from sslcore.data import DataError, describe_sources
 from sslcore.jobs import JobManager
+from sslcore.labs import LOCAL, Lab, Labs, visitor_id
 
 # Errors a user can fix (bad settings, a file that is not an image, a run that has not finished): shown as
 # they are. Anything else is a bug or the machine (out of memory); it is shown too, and the app keeps serving.
@@ -24,24 +27,107 @@ USER_ERRORS = (ValueError, DataError, FileNotFoundError)
 FOLDER_CHOICE = "folder (path below)"
 
 
-@dataclass
 class AppContext:
-    jobs: JobManager
-    demo: gr.Blocks
+    """What every page is built with: the job manager, the Blocks, and the lab of whoever is calling.
 
-    def run_path(self, run_id: str | None) -> Path:
+    ``jobs`` looks like a JobManager but answers for the visitor of the current request (``sslcore.labs``): on a
+    public Space each visitor sees and drives only their own runs; locally everyone is the one visitor.
+    ``manager`` is the unfiltered JobManager, for what is not about any one run (its kind, the chunk length).
+    """
+
+    def __init__(self, jobs: JobManager, demo: gr.Blocks | None, labs: Labs | None = None):
+        self.manager, self.demo = jobs, demo
+        self.labs = labs or Labs(jobs)
+        self.jobs = _VisitorJobs(self)
+        self._visitor_key: gr.BrowserState | None = None
+
+    @property
+    def visitor_key(self) -> gr.BrowserState:
+        """The visitor's key in their browser; made on first use, inside the Blocks being built."""
+        if self._visitor_key is None:
+            self._visitor_key = visitor_key_state(self.manager.root)
+        return self._visitor_key
+
+    @property
+    def public(self) -> bool:
+        return self.labs.public
+
+    def lab(self) -> Lab:
+        return self.labs.lab(current_visitor() if self.labs.public else LOCAL)
+
+    def run_path(self, run_id: str | None, *, own: bool = False) -> Path:
+        """A run the caller may read (``own``: one they may change or publish)."""
         if not run_id:
             raise ValueError("Pick a run first (the run list shows the finished ones)")
-        return self.jobs.existing_run(run_id).path
+        lab = self.lab()
+        return (lab.own_run(run_id) if own else lab.existing_run(run_id)).path
 
     def model_source(self, choice: str | None) -> str | Path:
         """A run picked from the list, or a Hub model typed into it (``USER/NAME`` or ``hf://USER/NAME``)."""
         from sslcore.hub import is_hub_model
 
         choice = (choice or "").strip()
-        if choice and is_hub_model(choice) and not (self.jobs.root / choice).exists():
+        if choice and is_hub_model(choice) and not (self.manager.root / choice).exists():
             return choice
         return self.run_path(choice)
+
+
+class _VisitorJobs:
+    """The job manager as the calling visitor may use it; resolved per call, since pages keep it from build time."""
+
+    def __init__(self, context: AppContext):
+        self._context = context
+
+    @property
+    def root(self) -> Path:
+        return self._context.manager.root
+
+    def __getattr__(self, name: str):
+        return getattr(self._context.lab(), name)
+
+
+# ---------------------------------------------------------------------------------------------- visitors
+
+VISITOR_KEY_STORAGE = "sslcore-visitor"
+_MIN_KEY_LENGTH = 16
+_SESSIONS: "OrderedDict[str, str]" = OrderedDict()   # Gradio session -> the visitor key its browser keeps
+_SESSIONS_KEPT = 20_000
+_SESSIONS_LOCK = threading.Lock()
+
+
+def current_visitor() -> str | None:
+    """The visitor behind the request being served: the key their browser keeps (``gr.BrowserState``, so a reload
+    stays in the same lab), else their Gradio session (a ``gradio_client`` caller is one visitor per Client)."""
+    request = LocalContext.request.get(None)
+    session = getattr(request, "session_hash", None) if request is not None else None
+    if not session:
+        return None
+    with _SESSIONS_LOCK:
+        key = _SESSIONS.get(session)
+    return visitor_id(key or f"session:{session}")
+
+
+def remember_visitor(key: str | None, request: gr.Request) -> str:
+    """Page load: tie this browser session to the visitor key kept in the browser, making one on the first visit."""
+    if not isinstance(key, str) or len(key) < _MIN_KEY_LENGTH:
+        key = secrets.token_urlsafe(24)
+    register_visitor(key, request)
+    return key
+
+
+def register_visitor(key: str | None, request: gr.Request | None) -> None:
+    """Other load events take the key too, so whichever runs first already answers for the right lab."""
+    session = getattr(request, "session_hash", None)
+    if session and isinstance(key, str) and len(key) >= _MIN_KEY_LENGTH:
+        with _SESSIONS_LOCK:
+            _SESSIONS[session] = key
+            _SESSIONS.move_to_end(session)
+            while len(_SESSIONS) > _SESSIONS_KEPT:
+                _SESSIONS.popitem(last=False)
+
+
+def visitor_key_state(root: Path) -> gr.BrowserState:
+    return gr.BrowserState(None, storage_key=VISITOR_KEY_STORAGE, secret=browser_secret(root))
 
 
 # ---------------------------------------------------------------------------------------------- messages
@@ -119,25 +205,90 @@ def refreshed_runs(context: AppContext, current: str | None, need: str | None = 
     return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
 
-def data_source_picker() -> tuple[gr.Dropdown, gr.Textbox]:
-    """The loadable sources (digits, prepared TFDS sets) plus a folder of your own images."""
-    sources = describe_sources() + [FOLDER_CHOICE]
-    dropdown = gr.Dropdown(sources, value="digits", label="Dataset",
-                           info="digits ships with scikit-learn; a folder holds one subfolder per class, or just images")
-    folder = gr.Textbox("", label="Folder path", placeholder="/path/to/images", visible=False)
-    dropdown.change(lambda choice: gr.update(visible=choice == FOLDER_CHOICE), dropdown, folder,
-                    api_name="show_folder_box", api_visibility="private", queue=False)
-    return dropdown, folder
+HF_CHOICE = "Hugging Face dataset (id below)"
+UPLOAD_TYPES = ["image", ".zip", ".tar", ".gz", ".tgz"]
 
 
-def data_source(choice: str | None, folder: str | None) -> str:
-    """The sslcore source string for a picker's values."""
-    if choice == FOLDER_CHOICE or (folder and folder.strip() and choice in (None, "")):
-        path = (folder or "").strip()
-        if not path:
+def base_sources(context: AppContext) -> list[str]:
+    """What any visitor may pick: the loadable built-in sets, a Hub dataset, and locally a server folder."""
+    return describe_sources() + [HF_CHOICE] + ([] if context.public else [FOLDER_CHOICE])
+
+
+def data_source_picker(context: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
+    """The data a page trains or previews on: built-in sets, the visitor's uploads (``upload:NAME``), a Hugging Face
+    dataset (``hf:OWNER/NAME``) and, except on a public Space, a folder on this machine."""
+    where = "" if context.public else "; a folder holds one subfolder per class, or just images"
+    dropdown = gr.Dropdown(base_sources(context), value="digits", label="Dataset", allow_custom_value=True,
+                           info=f"digits ships with scikit-learn; or upload your images below{where}")
+    text = gr.Textbox("", label="Hugging Face dataset", placeholder="OWNER/NAME[@REVISION][:CONFIG], e.g. uoft-cs/cifar10",
+                      visible=False)
+
+    def show_text(choice):
+        return gr.update(visible=choice in (HF_CHOICE, FOLDER_CHOICE),
+                         label="Folder path" if choice == FOLDER_CHOICE else "Hugging Face dataset",
+                         placeholder="/path/to/images" if choice == FOLDER_CHOICE else
+                         "OWNER/NAME[@REVISION][:CONFIG], e.g. uoft-cs/cifar10")
+
+    dropdown.change(show_text, dropdown, text, api_name="show_data_text", api_visibility="private", queue=False)
+    upload_buttons(context, dropdown, lambda lab: base_sources(context) + lab.uploads())
+    return dropdown, text
+
+
+def data_source(context: AppContext, choice: str | None, text: str | None) -> str:
+    """The sslcore source string for a picker's values, checked against what the caller may read."""
+    text = (text or "").strip()
+    if choice == HF_CHOICE:
+        if not text:
+            raise ValueError("Type the Hugging Face dataset id (OWNER/NAME) in the box under 'Dataset'")
+        return text if text.startswith("hf:") else f"hf:{text}"
+    if choice == FOLDER_CHOICE or (text and choice in (None, "")):
+        if not text:
             raise ValueError("Type the path of your image folder in 'Folder path'")
-        return path if path.startswith("folder:") else f"folder:{path}"
-    return choice or "digits"
+        choice = text if text.startswith(("folder:", "upload:", "hf:")) else f"folder:{text}"
+    return context.lab().resolve_source(choice or "digits")
+
+
+def folder_picker(context: AppContext, label: str, *, own_data: str | None = None, elem_id: str | None = None) -> gr.Dropdown:
+    """An image folder for the Audit and few-label pages: an upload of the visitor's, ``own_data`` (the run's own
+    images) when given, and locally any path typed in."""
+    first = [(own_data, "")] if own_data else []
+    hint = "upload images or an archive below" + ("" if context.public else ", or type a folder path")
+    dropdown = gr.Dropdown(first, value="" if own_data else None, label=label, allow_custom_value=True, info=hint,
+                           elem_id=elem_id)
+    upload_buttons(context, dropdown, lambda lab: first + lab.uploads())
+    return dropdown
+
+
+def upload_buttons(context: AppContext, target: gr.Dropdown, choices: Callable[[Lab], list]) -> None:
+    """Upload buttons that file images or archives into the visitor's lab and pick the new upload in ``target``;
+    ``target``'s choices are refreshed with the visitor's uploads whenever the page loads."""
+    with gr.Row():
+        files = gr.UploadButton("Upload images / .zip / .tar", file_count="multiple", file_types=UPLOAD_TYPES,
+                                size="sm", variant="secondary")
+        folder = gr.UploadButton("Upload a folder", file_count="directory", size="sm", variant="secondary")
+    report = gr.Markdown()
+
+    @reports_errors(outputs=2)
+    def ingest(paths):
+        source, ingested = context.lab().ingest([str(path) for path in paths or []])
+        return gr.update(choices=choices(context.lab()), value=source), message_html(ingest_summary(source, ingested), "ok")
+
+    for button in (files, folder):
+        button.upload(ingest, button, [target, report], api_visibility="private", concurrency_id="uploads",
+                      concurrency_limit=2)
+
+    def refresh(key, current, request: gr.Request):
+        register_visitor(key, request)
+        return gr.update(choices=choices(context.lab()), value=current)
+
+    context.demo.load(refresh, [context.visitor_key, target], target, api_visibility="private", queue=False)
+
+
+def ingest_summary(source: str, ingested) -> str:
+    skipped = f"; skipped {len(ingested.skipped)}: " + ", ".join(f"{name} ({reason})" for name, reason in
+                                                                 ingested.skipped[:5]) if ingested.skipped else ""
+    more = " …" if len(ingested.skipped) > 5 else ""
+    return f"{source}: {ingested.images} image(s){skipped}{more}"
 
 
 def upload_name(file: Any) -> str:

@@ -10,34 +10,43 @@ import tempfile
 
 import gradio as gr
 
-from pages.common import AppContext, message_html, reports_errors, upload_name
+from pages.common import AppContext, folder_picker, message_html, reports_errors, upload_name
 from pages.thumbnails import SHOWN, framed, thumbnail_gallery
 from sslcore import export, labeling
+from sslcore.data import archives
+from sslcore.labs import Lab
 from sslcore.preview import enlarge
 
 SHOWN_LABELS = 60
 
 
-def resolve_folder(run_path, folder: str | None) -> str:
-    """The typed folder, or the run's own data when that is a folder."""
+def resolve_folder(lab: Lab, run_path, folder: str | None) -> str:
+    """The picked folder (an upload, or locally a path or an archive), or the run's own data when that is a folder."""
     if folder and folder.strip():
-        return export.folder_path(folder.strip())
+        return picked_folder(lab, folder)
     own = export.run_folder(run_path)
     if own is None:
-        raise ValueError("Type the path of the image folder (this run was not trained on a folder), or upload images")
+        raise ValueError("Upload the images to look at (this run was not trained on a folder of images)")
     return own
 
 
-def run_labels(run_path, folder: str | None, examples_folder: str | None, example_files, image_files, method: str):
+def picked_folder(lab: Lab, folder: str) -> str:
+    """A folder the visitor may read; an archive typed in locally is unpacked once, as ``folder:photos.zip`` is."""
+    path = export.folder_path(lab.resolve_folder(folder.strip()))
+    return archives.archive_folder(path) if os.path.isfile(path) and archives.is_archive(path) else path
+
+
+def run_labels(lab: Lab, run_path, folder: str | None, examples_folder: str | None, example_files, image_files,
+               method: str):
     """Examples from a folder (one subfolder per class) or from files named CLASS_x.png; images from uploads, or else
     ``folder`` (the run's own folder when empty). Returns the result and the CSV written."""
     if examples_folder and examples_folder.strip():
-        examples = export.folder_path(examples_folder.strip())
+        examples = picked_folder(lab, examples_folder)
     elif example_files:
         examples = labeling.examples_by_file_name(list(example_files), [upload_name(f) for f in example_files])
     else:
         raise ValueError("Give examples: a folder with one subfolder per class, or upload files named CLASS_anything.png")
-    images = [str(f) for f in image_files] if image_files else resolve_folder(run_path, folder)
+    images = [str(f) for f in image_files] if image_files else resolve_folder(lab, run_path, folder)
     result = labeling.label_images(run_path, images, examples=examples, method=method)
     out = os.path.join(tempfile.mkdtemp(prefix="sslcore-labels-"), "labels.csv")
     labeling.write_labels_csv(out, result)
@@ -52,7 +61,8 @@ def build(context: AppContext, run: gr.Dropdown, status: gr.Markdown, *, folder=
                 "class, or example files named `CLASS_anything.png`. The images are your uploads, or else "
                 f"{where}.", elem_classes="ssl-hint")
     with gr.Row():
-        examples_folder = gr.Textbox("", label="Examples folder", placeholder="/path/to/examples", scale=2)
+        with gr.Column(scale=2):
+            examples_folder = folder_picker(context, "Examples (one subfolder per class)")
         method = gr.Radio(list(labeling.METHODS), value="knn", label="Method", scale=1)
     with gr.Row():
         example_files = gr.File(label="…or example files CLASS_anything.png", file_count="multiple", height=120)
@@ -64,7 +74,7 @@ def build(context: AppContext, run: gr.Dropdown, status: gr.Markdown, *, folder=
     @reports_errors(outputs=3, status_at=2)
     def do_label(run_id, folder, examples_folder, example_files, image_files, method):
         """A class and a confidence for every image, from a few labelled examples (kNN on the run's embeddings)."""
-        result, csv_path = run_labels(context.run_path(run_id), folder, examples_folder, example_files, image_files, method)
+        result, csv_path = run_labels(context.lab(), context.run_path(run_id), folder, examples_folder, example_files, image_files, method)
         shown = [(framed(enlarge(result.images[i], SHOWN)), f"{result.labels[i]} · {result.confidences[i]:.0%} · {result.paths[i]}")
                  for i in range(min(SHOWN_LABELS, len(result.labels)))]
         counts = ", ".join(f"{name}: {count}" for name, count in result.counts().items())

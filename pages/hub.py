@@ -56,7 +56,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 done[0] += 1
                 progress(min(done[0] / STEPS, 0.95), desc=message)
 
-            result = hub.push(context.run_path(run_id), repo_id or "", token=secret, private=bool(make_private),
+            result = hub.push(context.run_path(run_id, own=True), repo_id or "", token=secret, private=bool(make_private),
                               progress=report)
         except (hub.HubError, ValueError, FileNotFoundError) as error:
             message = hub.scrub(str(error), secret)

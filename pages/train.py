@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from pages.common import (AppContext, api_errors, browser_secret, data_source, data_source_picker, device_description,
-                          message_html, refreshed_runs, reports_errors, run_dropdown)
+                          message_html, refreshed_runs, register_visitor, reports_errors, run_dropdown)
 from sslcore import BACKEND, chunks, finetune, jobs, plots, zerogpu
 from sslcore.augment import PRESETS
 from sslcore.backend import installed_backends
@@ -90,7 +90,7 @@ def finetune_view(context: AppContext, run_id: str | None):
 def build(context: AppContext, tab: gr.Tab) -> None:
     jobs_ = context.jobs
     # On ZeroGPU the page itself trains the run, one GPU call after another (sslcore.zerogpu).
-    chunked = isinstance(jobs_, zerogpu.ChunkedJobManager)
+    chunked = isinstance(context.manager, zerogpu.ChunkedJobManager)
     current_run = gr.BrowserState(None, storage_key="sslcore-current-run", secret=browser_secret(jobs_.root))
     seen = gr.State(None)   # what the chart last showed, so an idle tick redraws nothing
     timer = gr.Timer(POLL_SECONDS)
@@ -108,7 +108,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                         method_controls.append((name, field["name"], _method_control(field)))
                 groups[name] = group
             encoder = gr.Dropdown(list(ENCODERS), value=defaults.encoder, label="Encoder")
-            dataset, folder = data_source_picker()
+            dataset, folder = data_source_picker(context)
             with gr.Row():
                 image_size = gr.Number(defaults.image_size, precision=0, label="Image size (px)")
                 epochs = gr.Number(defaults.epochs, precision=0, label="Epochs")
@@ -128,7 +128,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                                   info=f"this app computes on {device_description()}; " + (
                                       "ZeroGPU runs PyTorch only" if chunked else "training runs in its own process"))
             if chunked:
-                gr.Markdown(zerogpu.ABOUT_CHUNKS.format(seconds=jobs_.seconds), elem_id="train-zerogpu-note",
+                gr.Markdown(zerogpu.ABOUT_CHUNKS.format(seconds=context.manager.seconds), elem_id="train-zerogpu-note",
                             elem_classes=["ssl-hint"])
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start", min_width=80)
@@ -160,7 +160,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     def form_settings(method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer,
                       precision, augment, log_every, method_values) -> dict:
         params = {param: value for (owner, param, _), value in zip(method_controls, method_values) if owner == method}
-        return {"method": method, "method_params": params, "encoder": encoder, "data": data_source(dataset, folder),
+        return {"method": method, "method_params": params, "encoder": encoder, "data": data_source(context, dataset, folder),
                 "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                 "optimizer": optimizer, "precision": precision, "augment": augment, "log_every_steps": log_every}
 
@@ -203,8 +203,9 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         return (box, bar, chart(context, run_id, overlay_id), {"signature": signature, "state": progress_mark, "run": run_id},
                 *list_updates, *buttons)
 
-    def attach(run_id):
-        """Page (re)load: follow the remembered run, or else whatever is training right now."""
+    def attach(run_id, visitor_key, request: gr.Request):
+        """Page (re)load: follow the remembered run, or else whatever this visitor has training right now."""
+        register_visitor(visitor_key, request)
         try:
             jobs_.existing_run(run_id)
         except ValueError:
@@ -220,7 +221,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         def on_epoch(name, epoch, total, logs):
             done = epoch + (total if name == "finetuned" else 0)
             progress(done / (2 * total), desc=f"{name}: epoch {epoch}/{total}, val acc {logs.get('val_accuracy', 0):.1%}")
-        result = zerogpu.baseline_vs_finetune(context.run_path(run_id), epochs=int(epochs), on_epoch=on_epoch)
+        result = zerogpu.baseline_vs_finetune(context.run_path(run_id, own=True), epochs=int(epochs), on_epoch=on_epoch)
         final = result["final_val_accuracy"]
         return plots.finetune_figure(result), message_html(
             f"baseline {final['baseline']:.1%} · fine-tuned {final['finetuned']:.1%} validation accuracy after "
@@ -258,7 +259,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     # The poll has its own unlimited group, so a chart refresh never waits behind a preview or an embedding.
     timer.tick(refresh, [current_run, overlay, seen], view_outputs, api_name="poll_training",
                api_visibility="private", concurrency_id="poll", concurrency_limit=None, show_progress="hidden")
-    context.demo.load(attach, current_run, [current_run, *view_outputs, finetune_plot], api_name="attach_training",
+    context.demo.load(attach, [current_run, context.visitor_key], [current_run, *view_outputs, finetune_plot], api_name="attach_training",
                       api_visibility="private", concurrency_id="poll", concurrency_limit=None)
     run_picker.input(show_run, [run_picker, overlay], [current_run, *view_outputs, finetune_plot],
                      api_name="show_run", api_visibility="undocumented", concurrency_id="poll", concurrency_limit=None)

@@ -117,15 +117,21 @@ def check_source(source: str) -> None:
 
     kind, _, argument = source.partition(":")
     if kind == "folder":
+        from sslcore.data.archives import is_archive
+
         folder = Path(os.path.expanduser(argument))
-        if not argument or not folder.is_dir():
-            raise ValueError(f"Data folder {argument!r} does not exist (or is not a folder): check the path after 'folder:'")
+        if not argument or not (folder.is_dir() or (folder.is_file() and is_archive(folder))):
+            raise ValueError(f"Data folder {argument!r} does not exist (or is not a folder or a .zip/.tar/.tar.gz "
+                             "archive of images): check the path after 'folder:'")
     elif kind == "tfds":
         if source not in describe_sources():
             raise ValueError(f"{source} is not prepared on this machine (no internet to download it): "
                              f"prepare it with tensorflow-datasets first, or pick one of {', '.join(describe_sources())}")
+    elif kind == "hf":
+        if not argument.strip():
+            raise ValueError("Name the Hugging Face dataset after 'hf:', e.g. hf:uoft-cs/cifar10")
     elif source != "digits":
-        raise ValueError(f"Unknown data source {source!r}: use 'digits', 'folder:PATH' or 'tfds:NAME'")
+        raise ValueError(f"Unknown data source {source!r}: use 'digits', 'folder:PATH', 'tfds:NAME' or 'hf:OWNER/NAME'")
 
 
 @functools.lru_cache(maxsize=8)
@@ -244,14 +250,17 @@ class JobManager:
         return run
 
     # -- actions -------------------------------------------------------------------------------------
-    def start(self, settings: dict[str, Any] | TrainConfig, backend: str | None = None) -> str:
-        """Validate ``settings``, create the run folder and queue the job; returns the run id."""
+    def start(self, settings: dict[str, Any] | TrainConfig, backend: str | None = None, owner: str | None = None) -> str:
+        """Validate ``settings``, create the run folder and queue the job; returns the run id. ``owner`` files the run
+        under a visitor of a public Space (``sslcore.labs``) before anyone can see it."""
         config = config_from_settings(settings)
         backend = self._check_backend(backend)
         with self._lock:
             run_id = new_run_id(self.root, config)
             run = self.run_dir(run_id)
             run.create({**config.to_dict(), "backend": backend})
+            if owner:
+                run.owner_path.write_text(owner)
             # The training process reads every setting from the run folder's config.json.
             self._enqueue(Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)]))
         return run_id

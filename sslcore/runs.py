@@ -86,6 +86,7 @@ class RunDir:
     classifier_path = property(lambda self: self.path / "classifier.keras")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     stop_path = property(lambda self: self.path / "stop_requested")
+    owner_path = property(lambda self: self.path / "owner")   # the visitor who started it on a public Space
 
     @property
     def name(self) -> str:
@@ -97,6 +98,12 @@ class RunDir:
     def create(self, config: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config_path, config)
+
+    def owner(self) -> str | None:
+        try:
+            return self.owner_path.read_text().strip() or None
+        except OSError:
+            return None
 
     def config(self) -> dict:
         if not self.config_path.exists():

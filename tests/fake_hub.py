@@ -19,8 +19,12 @@ subprocess) and talks to it exactly as it talks to huggingface.co:
     GET  /api/{type}/{ns}/{name}/xet-*-token/{rev}       refused (501): the tests run with HF_HUB_DISABLE_XET=1
     POST /api/spaces/{ns}/{name}/hardware                request_space_hardware (402 like create, for a paid flavour)
 
-``{type}`` is ``models`` or ``spaces``. Model repos live in ``hub.repos`` and Spaces in ``hub.spaces`` (both keyed by
-``USER/NAME``, as on the Hub a model and a Space may share a name); a Space also records its ``sdk`` and ``hardware``.
+``{type}`` is ``models``, ``spaces`` or ``datasets``. Model repos live in ``hub.repos``, Spaces in ``hub.spaces`` and
+dataset repos in ``hub.datasets`` (all keyed by ``USER/NAME``, as on the Hub a model and a Space may share a name); a Space
+also records its ``sdk`` and ``hardware``. Datasets are only read here (``add_repo(..., repo_type="datasets")`` and
+``add_commit`` put them in place): info, tree and resolve, at main, an older commit or another branch such as
+``refs/convert/parquet`` (which the client sends as one %2F-escaped path segment). A ``gated`` repo answers its file
+downloads like the Hub: 401 without a token, 403 for a user not in ``granted``, both with ``X-Error-Code: GatedRepo``.
 
 Xet: huggingface_hub 2.x uploads every LFS file through Xet storage when ``hf_xet`` is installed, which needs a CAS
 server this fake does not have; ``HF_HUB_DISABLE_XET=1`` (or ``huggingface_hub.constants.HF_HUB_DISABLE_XET = True``)
@@ -58,7 +62,7 @@ from fastapi.responses import JSONResponse, Response
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"   # what the real Hub says, in X-Error-Message
 LFS_THRESHOLD_BYTES = 10 * 1024 * 1024                                  # the Hub also puts big text files in LFS
-REPO_TYPES = {"model": "models", "space": "spaces"}                     # create_repo's type → the URL segment
+REPO_TYPES = {"model": "models", "space": "spaces", "dataset": "datasets"}  # create_repo's type → the URL segment
 FREE_SPACE_HARDWARE = ("zero-a10g",)
 DEFAULT_SPACE_HARDWARE = "cpu-basic"                                    # what the Hub gives a Space created without one
 
@@ -91,11 +95,9 @@ class Repo:
     repo_type: str = "models"
     sdk: str | None = None          # Spaces only, like hardware
     hardware: str | None = None
-
-    @property
-    def web_path(self) -> str:
-        """Where the Hub's pages put it: USER/NAME for a model, spaces/USER/NAME for a Space."""
-        return f"spaces/{self.repo_id}" if self.repo_type == "spaces" else self.repo_id
+    gated: bool = False             # files need a token whose user is in ``granted`` (the repo page and listing do not)
+    granted: set[str] = field(default_factory=set)
+    branches: dict[str, tuple[str, dict[str, StoredFile]]] = field(default_factory=dict)  # other than main
 
     @property
     def head(self) -> str:
@@ -108,7 +110,15 @@ class Repo:
     def snapshot(self, revision: str) -> tuple[str, dict[str, StoredFile]] | None:
         if revision in ("main", "HEAD"):
             return self.commits[-1]
-        return next((commit for commit in self.commits if commit[0] == revision), None)
+        if revision in self.branches:
+            return self.branches[revision]
+        every = self.commits + list(self.branches.values())
+        return next((commit for commit in every if commit[0] == revision), None)
+
+    @property
+    def web_path(self) -> str:
+        """Where the Hub's pages put it: USER/NAME for a model, spaces/USER/NAME or datasets/USER/NAME otherwise."""
+        return self.repo_id if self.repo_type == "models" else f"{self.repo_type}/{self.repo_id}"
 
 
 @dataclass
@@ -157,6 +167,7 @@ class FakeHub:
         self.echo_token_in_errors = echo_token_in_errors
         self.repos: dict[str, Repo] = {}
         self.spaces: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
         self.requests: list[RecordedRequest] = []
         self.lfs_objects: dict[str, bytes] = {}
         self._uploads: dict[str, tuple[str, int]] = {}
@@ -202,18 +213,34 @@ class FakeHub:
 
     # ------------------------------------------------------------------------------------------ helpers for tests
     def add_repo(self, repo_id: str, files: dict[str, bytes] | None = None, *, private: bool = False,
-                 repo_type: str = "models", sdk: str | None = None, hardware: str | None = None) -> Repo:
-        """A repo that already exists (e.g. someone else's), optionally with files; a Space with repo_type="spaces"."""
-        stored = {path: StoredFile(content, _is_lfs(path, content)) for path, content in (files or {}).items()}
-        repo = Repo(repo_id, repo_id.split("/")[0], private, repo_type=repo_type, sdk=sdk, hardware=hardware)
+                 repo_type: str = "models", sdk: str | None = None, hardware: str | None = None,
+                 gated: bool = False, granted: tuple[str, ...] = ()) -> Repo:
+        """A repo that already exists (e.g. someone else's), optionally with files; a Space with repo_type="spaces",
+        a dataset with repo_type="datasets". A ``gated`` repo serves its files only to the ``granted`` users."""
+        repo = Repo(repo_id, repo_id.split("/")[0], private, repo_type=repo_type, sdk=sdk, hardware=hardware,
+                    gated=gated, granted=set(granted))
         repo.commits.append((self._new_sha(repo_id), {".gitattributes": StoredFile(b"*.keras filter=lfs\n", False),
-                                                      **stored}))
+                                                      **_stored(files)}))
         self._store(repo_type)[repo_id] = repo
         return repo
 
+    def add_commit(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "models",
+                   branch: str = "main", replace: bool = False) -> str:
+        """A new commit on ``branch`` (main by default, or e.g. ``refs/convert/parquet``) adding ``files``
+        (or holding only them with ``replace``); returns its sha, so a test can ask for an older revision."""
+        repo = self._store(repo_type)[repo_id]
+        sha = self._new_sha(repo_id)
+        base = {} if replace else dict((repo.snapshot(branch) or (None, {}))[1])
+        commit = (sha, {**base, **_stored(files)})
+        if branch == "main":
+            repo.commits.append(commit)
+        else:
+            repo.branches[branch] = commit
+        return sha
+
     def _store(self, repo_type: str) -> dict[str, Repo]:
-        """The repos of a URL's type segment (``models`` / ``spaces``); an empty dict for a type the fake lacks."""
-        return {"models": self.repos, "spaces": self.spaces}.get(repo_type, {})
+        """The repos of a URL's type segment (``models`` / ``spaces`` / ``datasets``); empty for a type the fake lacks."""
+        return {"models": self.repos, "spaces": self.spaces, "datasets": self.datasets}.get(repo_type, {})
 
     def _needs_paid_plan(self, user: str, hardware: str) -> bool:
         return hardware not in self.free_hardware and user not in self.paid_users
@@ -250,6 +277,21 @@ class FakeHub:
             detail = f" (token {token!r} is not valid)" if self.echo_token_in_errors else ""
             return None, _error(401, f"Invalid username or password.{detail}", header_message=INVALID_CREDENTIALS)
         return user, None
+
+    def _gated(self, request: Request, repo: Repo) -> JSONResponse | None:
+        """What the Hub answers for a gated repo's file: 401 without a token, 403 for a user not granted access;
+        X-Error-Code GatedRepo is what huggingface_hub turns into GatedRepoError."""
+        user, _ = self._user(request)
+        kind = repo.repo_type.rstrip("s")
+        if user is None:
+            return _error(401, f"Access to {kind} {repo.repo_id} is restricted. You must have access to it and be "
+                               "authenticated to access it. Please log in.", code="GatedRepo",
+                          header_message=f"Access to {kind} {repo.repo_id} is restricted.")
+        if user not in repo.granted and not self._can_write(user, repo.owner):
+            return _error(403, f"Access to {kind} {repo.repo_id} is restricted and you are not in the authorized "
+                               f"list. Visit https://huggingface.co/{repo.web_path} to ask for access.",
+                          code="GatedRepo", header_message=f"Access to {kind} {repo.repo_id} is restricted.")
+        return None
 
     def _can_write(self, user: str | None, namespace: str) -> bool:
         return user is not None and (namespace == user or namespace in self.orgs.get(user, []))
@@ -362,7 +404,8 @@ class FakeHub:
                 return _error(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
             sha, files = found
             described = {"_id": f"repo-{repo.repo_id}", "id": repo.repo_id, "author": repo.owner, "sha": sha,
-                         "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
+                         "private": repo.private, "disabled": False, "gated": "manual" if repo.gated else False,
+                         "downloads": 0, "likes": 0,
                          "tags": [], "lastModified": "2026-11-01T00:00:00.000Z",
                          "createdAt": "2026-11-01T00:00:00.000Z",
                          "siblings": [{"rfilename": path} for path in sorted(files)]}
@@ -533,6 +576,10 @@ class FakeHub:
             repo, failure = hub._readable(request, f"{namespace}/{name}", repo_type)
             if failure:
                 return failure
+            if repo.gated:
+                refused = hub._gated(request, repo)
+                if refused:
+                    return refused
             found = repo.snapshot(unquote(revision))
             if found is None:
                 return _error(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
@@ -553,6 +600,10 @@ class FakeHub:
             return _error(404, f"fake hub: no route for {request.method} /{anything}")
 
         return app
+
+
+def _stored(files: dict[str, bytes] | None) -> dict[str, StoredFile]:
+    return {path: StoredFile(content, _is_lfs(path, content)) for path, content in (files or {}).items()}
 
 
 def _is_lfs(path: str, sample: bytes, size: int | None = None) -> bool:
@@ -586,6 +637,12 @@ class _RecordingMiddleware:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        raw_path = scope.get("raw_path")
+        if raw_path and b"%2f" in raw_path.lower():
+            # A revision such as refs/convert/parquet arrives as refs%2Fconvert%2Fparquet: keep it one path segment
+            # (the handlers unquote it) instead of letting the decoded '/' split it.
+            kept = raw_path.decode("latin-1").replace("%2F", "%252F").replace("%2f", "%252F")
+            scope = dict(scope, path=unquote(kept))
         record = RecordedRequest(scope["method"], scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
                                  scope.get("query_string", b"").decode("latin-1"), headers, body)
         self.hub.requests.append(record)

@@ -71,7 +71,8 @@ def _scan_folder(root: str) -> tuple[list[str], list[int] | None, list[str]]:
     if not os.path.exists(root):
         raise DataError(f"Folder {root} does not exist. Check the path after 'folder:'.")
     if not os.path.isdir(root):
-        raise DataError(f"{root} is a file, not a folder. Point 'folder:' at the folder that holds your images.")
+        raise DataError(f"{root} is a file, not a folder. Point 'folder:' at the folder that holds your images, "
+                        "or at a .zip, .tar, .tar.gz or .tgz archive of it.")
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError as error:

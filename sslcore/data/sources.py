@@ -1,4 +1,4 @@
-"""The entry point: a source string ('digits', 'folder:PATH', 'tfds:NAME') -> `Dataset`.
+"""The entry point: a source string ('digits', 'folder:PATH', 'tfds:NAME', 'hf:OWNER/NAME') -> `Dataset`.
 
 Only dispatch and argument checks live here; each kind of source has its own module.
 """
@@ -12,7 +12,8 @@ from sslcore.data.digits import _load_digits
 from sslcore.data.folders import _dataset_from_folder, load_folder
 from sslcore.data.tfds_source import _load_tfds, _tfds_is_prepared
 
-SOURCE_FORMS = "'digits', 'folder:PATH' or 'tfds:NAME' (e.g. 'tfds:cifar10', 'tfds:stl10')"
+SOURCE_FORMS = ("'digits', 'folder:PATH', 'tfds:NAME' (e.g. 'tfds:cifar10', 'tfds:stl10') or 'hf:OWNER/NAME' "
+                "(a Hugging Face Hub dataset, e.g. 'hf:uoft-cs/cifar10')")
 
 # Only these are offered by describe_sources(): the datasets sslcore's recipes are tuned for.
 OFFERED_TFDS_DATASETS = ("cifar10", "stl10")
@@ -28,6 +29,7 @@ def load(
     cache_dir: str | None = None,
     tfds_data_dir: str | None = None,
     download: bool = False,
+    progress: bool = False,
 ) -> Dataset:
     """Load `source` as square RGB uint8 images of side `image_size`.
 
@@ -42,13 +44,27 @@ def load(
     if source == "digits":
         return _load_digits(image_size, test_fraction=test_fraction, seed=seed)
     if kind == "folder" and argument:
-        folder = load_folder(argument, image_size, skip_bad_images=skip_bad_images, cache_dir=cache_dir)
+        from sslcore.data.archives import archive_folder, is_archive
+
+        path = os.path.expanduser(argument)
+        if not (os.path.isfile(path) and is_archive(path)):
+            folder = load_folder(path, image_size, skip_bad_images=skip_bad_images, cache_dir=cache_dir)
+            return _dataset_from_folder(source, folder, test_fraction=test_fraction, seed=seed)
+        extracted = archive_folder(path, cache_dir=os.path.join(cache_dir, "archives") if cache_dir else None)
+        try:  # layout errors would otherwise name only the extraction folder in the cache
+            folder = load_folder(extracted, image_size, skip_bad_images=skip_bad_images, cache_dir=cache_dir)
+        except DataError as error:
+            raise DataError(f"In archive {argument}: {error}") from error
         return _dataset_from_folder(source, folder, test_fraction=test_fraction, seed=seed)
     if kind == "tfds" and argument:
         return _load_tfds(
             source, argument, image_size,
             test_fraction=test_fraction, seed=seed, data_dir=tfds_data_dir, download=download,
         )
+    if kind == "hf" and argument:
+        from sslcore.data.hf_source import load_hf  # pyarrow and huggingface_hub load only for this source
+
+        return load_hf(source, argument, image_size, test_fraction=test_fraction, seed=seed, progress=progress)
     raise DataError(_unknown_source_message(source))
 
 

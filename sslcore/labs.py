@@ -1,0 +1,373 @@
+"""One lab per visitor on a public Space: whose runs and uploads are whose, what data a visitor may name, and how
+much disk each may fill.
+
+On a Hugging Face Space (``SPACE_ID`` set) strangers share one server, so every run the app starts records its
+owner (a hash of the visitor's key, ``owner`` in the run folder) and a visitor sees, stops, resumes and pushes only
+their own; runs without an owner are the Space owner's examples, which everyone may view but nobody may stop,
+resume or push from the page. Data comes from the visitor's uploads (``upload:NAME``), the built-in sets and the Hub
+(``hf:``); a ``folder:`` path is honoured only inside the visitor's own uploads, so no endpoint reads a server path.
+Locally (no ``SPACE_ID``) every caller is the one visitor ``local`` and nothing is filtered.
+
+The settings are environment variables, read when the app starts:
+``SSLCORE_VISITOR_QUOTA_MB`` (uploads + runs per visitor, default 2048), ``SSLCORE_VISITOR_TTL_HOURS`` (a visitor
+unseen this long loses their finished runs and uploads, default 24) and ``SSLCORE_VISITOR_MAX_JOBS`` (runs one
+visitor may have queued or training at once, default 1, so nobody queues many runs ahead of others).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sslcore.data import archives
+from sslcore.jobs import LIVE_STATES, JobManager
+from sslcore.runs import RunDir, list_runs
+
+LOCAL = "local"
+UPLOADS_DIR = ".uploads"       # under the runs root: .uploads/<visitor>/<upload name>/
+SEEN_DIR = ".visitors"         # under the runs root: one file per visitor, its mtime the last time they were seen
+UPLOAD_PREFIX = "upload:"
+_UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SEEN_EVERY_SECONDS = 60.0
+_COLLECT_EVERY_SECONDS = 600.0
+
+
+class AccessError(ValueError):
+    """A visitor asked for something that is not theirs (or not there): a user error, shown as it is."""
+
+
+def on_public_space() -> bool:
+    """A Space serves strangers; ``SSLCORE_PUBLIC=1`` gives the same rules to any other public deployment."""
+    return bool(os.environ.get("SPACE_ID")) or os.environ.get("SSLCORE_PUBLIC") == "1"
+
+
+def visitor_id(key: str) -> str:
+    """The name a visitor's runs and uploads are filed under: a hash, so the key itself is never written down."""
+    return "v" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    quota_bytes: int = 2048 * 1024 ** 2
+    idle_seconds: float = 24 * 3600.0
+    max_jobs_per_visitor: int = 1
+
+    @classmethod
+    def from_env(cls) -> "LabSettings":
+        return cls(quota_bytes=int(_number("SSLCORE_VISITOR_QUOTA_MB", 2048) * 1024 ** 2),
+                   idle_seconds=_number("SSLCORE_VISITOR_TTL_HOURS", 24) * 3600.0,
+                   max_jobs_per_visitor=max(1, int(_number("SSLCORE_VISITOR_MAX_JOBS", 1))))
+
+
+def _number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return float(default)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number; got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive; got {value!r}")
+    return number
+
+
+class Labs:
+    """Every visitor's lab over one job manager; ``lab(visitor)`` is cheap, so pages ask for it on every call."""
+
+    def __init__(self, manager: JobManager, *, public: bool | None = None, settings: LabSettings | None = None,
+                 limits: archives.UploadLimits | None = None):
+        self.manager = manager
+        self.public = on_public_space() if public is None else public
+        self.settings = settings or LabSettings.from_env()
+        self.limits = limits or archives.UploadLimits.from_env()
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+        self._collected = 0.0
+
+    @property
+    def root(self) -> Path:
+        return self.manager.root
+
+    def lab(self, visitor: str | None) -> "Lab":
+        if not self.public:
+            return Lab(self, LOCAL)
+        if not visitor or visitor == LOCAL:
+            raise AccessError("This request carries no visitor session: open the app's page (or a gradio_client "
+                              "session) and try again")
+        self._mark_seen(visitor)
+        return Lab(self, visitor)
+
+    def _mark_seen(self, visitor: str) -> None:
+        now = time.time()
+        with self._lock:
+            if now - self._seen.get(visitor, 0.0) < _SEEN_EVERY_SECONDS:
+                return
+            self._seen[visitor] = now
+            collect = now - self._collected > _COLLECT_EVERY_SECONDS
+            if collect:
+                self._collected = now
+        seen = self.root / SEEN_DIR / visitor
+        seen.parent.mkdir(parents=True, exist_ok=True)
+        seen.touch()
+        if collect:
+            self.collect_garbage(now)
+
+    def collect_garbage(self, now: float | None = None) -> list[str]:
+        """Remove the finished runs and the uploads of visitors unseen for ``idle_seconds``: a Space's disk is
+        small and its visitors rarely come back. Live runs are kept. Returns what was removed."""
+        now = time.time() if now is None else now
+        removed = []
+        seen_dir = self.root / SEEN_DIR
+        gone = {path.name for path in seen_dir.iterdir()
+                if now - path.stat().st_mtime > self.settings.idle_seconds} if seen_dir.exists() else set()
+        for run in list_runs(self.root):
+            owner = run_owner(run)
+            if owner in gone and self.manager.status(run.name)["state"] not in LIVE_STATES:
+                shutil.rmtree(run.path, ignore_errors=True)
+                removed.append(run.name)
+        for visitor in gone:
+            uploads = self.root / UPLOADS_DIR / visitor
+            if uploads.exists():
+                shutil.rmtree(uploads, ignore_errors=True)
+                removed.append(f"{UPLOADS_DIR}/{visitor}")
+            if not any(run_owner(run) == visitor for run in list_runs(self.root)):
+                (seen_dir / visitor).unlink(missing_ok=True)
+        return removed
+
+
+def run_owner(run: RunDir) -> str | None:
+    return run.owner()
+
+
+class Lab:
+    """What one visitor may see and do. Locally (visitor ``local``) that is everything."""
+
+    def __init__(self, labs: Labs, visitor: str):
+        self.labs, self.visitor, self.manager = labs, visitor, labs.manager
+        self.public = labs.public
+
+    @property
+    def root(self) -> Path:
+        return self.manager.root
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.root / UPLOADS_DIR / self.visitor
+
+    # -- runs ----------------------------------------------------------------------------------------
+    def owns(self, run: RunDir) -> bool:
+        return not self.public or run_owner(run) == self.visitor
+
+    def can_view(self, run: RunDir) -> bool:
+        owner = run_owner(run)
+        return not self.public or owner is None or owner == self.visitor
+
+    def existing_run(self, run_id: str) -> RunDir:
+        """The run, if this visitor may look at it; another visitor's run reads as absent, not as forbidden, so its
+        name cannot be probed."""
+        run = self.manager.run_dir(run_id)
+        if not run.exists() or not self.can_view(run):
+            raise AccessError(f"No run {run_id!r} here: pick one from the run list")
+        return run
+
+    def own_run(self, run_id: str) -> RunDir:
+        run = self.existing_run(run_id)
+        if not self.owns(run):
+            raise AccessError(f"{run_id} is an example run of this Space: you can look at it, explore it and classify "
+                              "with it, but only its owner can stop, resume or push it. Train a run of your own.")
+        return run
+
+    def run_dir(self, run_id: str) -> RunDir:
+        return self.existing_run(run_id)
+
+    def runs(self) -> list[dict[str, Any]]:
+        rows = self.manager.runs()
+        if not self.public:
+            return rows
+        visible = {run.name for run in list_runs(self.root) if self.can_view(run)}
+        return [row for row in rows if row["run_id"] in visible]
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        self.existing_run(run_id)
+        return self.manager.status(run_id)
+
+    def history(self, run_id: str) -> dict[str, list[dict]]:
+        self.existing_run(run_id)
+        return self.manager.history(run_id)
+
+    def signature(self, run_id: str | None) -> tuple:
+        if run_id:
+            self.existing_run(run_id)
+        return self.manager.signature(run_id)
+
+    def live_run(self) -> str | None:
+        live = self.manager.live_run()
+        if live is None or not self.public:
+            return live
+        mine = [row["run_id"] for row in self.runs() if row["state"] in LIVE_STATES and self.owns(self.manager.run_dir(row["run_id"]))]
+        return mine[0] if mine else None
+
+    def start(self, settings: dict[str, Any], backend: str | None = None) -> str:
+        settings = dict(settings)
+        settings["data"] = self.resolve_source(str(settings.get("data") or "digits"))
+        if self.public:
+            self._check_fair_share()
+            self._check_quota(0)
+        return self.manager.start(settings, backend, owner=self.visitor if self.public else None)
+
+    def stop(self, run_id: str) -> dict[str, Any]:
+        self.own_run(run_id)
+        return self.manager.stop(run_id)
+
+    def resume(self, run_id: str, backend: str | None = None) -> str:
+        self.own_run(run_id)
+        if self.public:
+            self._check_fair_share()
+        return self.manager.resume(run_id, backend)
+
+    def drive(self, run_id: str):
+        self.own_run(run_id)
+        return self.manager.drive(run_id)
+
+    def _check_fair_share(self) -> None:
+        mine = [row["run_id"] for row in self.runs() if row["state"] in LIVE_STATES
+                and run_owner(self.manager.run_dir(row["run_id"])) == self.visitor]
+        limit = self.labs.settings.max_jobs_per_visitor
+        if len(mine) >= limit:
+            raise AccessError(f"You already have {len(mine)} run(s) queued or training ({', '.join(mine)}); this Space "
+                              f"allows {limit} per visitor so everyone gets a turn. Stop it or wait for it to finish.")
+
+    # -- data ----------------------------------------------------------------------------------------
+    def uploads(self) -> list[str]:
+        """``upload:NAME`` for each of this visitor's uploads, newest first."""
+        if not self.uploads_dir.exists():
+            return []
+        folders = [path for path in self.uploads_dir.iterdir() if path.is_dir() and not path.name.startswith(".")]
+        folders.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+        return [UPLOAD_PREFIX + path.name for path in folders]
+
+    def resolve_source(self, source: str) -> str:
+        """A data source this visitor may use, with ``upload:NAME`` turned into the folder it names."""
+        source = source.strip()
+        if source.startswith(UPLOAD_PREFIX):
+            return "folder:" + str(self.upload_folder(source))
+        if source.startswith("folder:"):
+            return "folder:" + self.resolve_folder(source[len("folder:"):])
+        return source
+
+    def upload_folder(self, name: str) -> Path:
+        name = name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else name
+        folder = self.uploads_dir / name
+        if not _UPLOAD_NAME.match(name) or not folder.is_dir():
+            raise AccessError(f"No upload {name!r} in your lab: upload images or an archive first "
+                              f"(yours: {', '.join(self.uploads()) or 'none yet'})")
+        return folder
+
+    def resolve_folder(self, path: str) -> str:
+        """A folder the visitor named: ``upload:NAME`` or, locally, any path; on a public Space only paths inside the
+        visitor's own uploads, so no endpoint can read the server's disk or another visitor's files."""
+        path = (path or "").strip()
+        if path.startswith(UPLOAD_PREFIX):
+            return str(self.upload_folder(path))
+        if path.startswith("folder:"):
+            path = path[len("folder:"):]
+        if not self.public:
+            return path
+        real = os.path.realpath(path) if path else ""
+        mine = os.path.realpath(self.uploads_dir)
+        if not path or os.path.commonpath([real, mine]) != mine:
+            raise AccessError("On this Space, data comes from your uploads (upload a zip, a tar or image files), "
+                              "the built-in sets or a Hugging Face dataset (hf:OWNER/NAME): folders on the server "
+                              "cannot be read.")
+        return real
+
+    def ingest(self, paths: list[str], names: list[str] | None = None, label: str | None = None) -> tuple[str, archives.Ingested]:
+        """Files uploaded in one go (archives, images) into a new upload folder; returns ``upload:NAME`` and what
+        was written or skipped. Refused whole when it would take the visitor over their disk quota."""
+        if not paths:
+            raise AccessError("Nothing was uploaded: choose image files, a folder, or a .zip / .tar / .tar.gz archive")
+        incoming = sum(_size(path) for path in paths)
+        if self.public:
+            self._check_quota(incoming)
+        name = self._new_upload_name(label or _upload_label(paths, names))
+        staging = self.uploads_dir / f".incoming-{name}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            ingested = archives.ingest_files(list(map(str, paths)), str(staging), names=names, limits=self.labs.limits)
+            if self.public and self.usage_bytes() > self.labs.settings.quota_bytes:
+                raise AccessError(self._over_quota_message(0))
+            final = self.uploads_dir / name
+            os.replace(ingested.folder, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        ingested.folder = str(final)
+        return UPLOAD_PREFIX + name, ingested
+
+    def delete_upload(self, name: str) -> None:
+        shutil.rmtree(self.upload_folder(name))
+
+    def _new_upload_name(self, label: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-._")[:48] or "upload"
+        name, number = base, 1
+        while (self.uploads_dir / name).exists():
+            number += 1
+            name = f"{base}-{number}"
+        return name
+
+    # -- disk ----------------------------------------------------------------------------------------
+    def usage_bytes(self) -> int:
+        total = _tree_size(self.uploads_dir)
+        for run in list_runs(self.root):
+            if run_owner(run) == self.visitor:
+                total += _tree_size(run.path)
+        return total
+
+    def _check_quota(self, incoming: int) -> None:
+        if self.usage_bytes() + incoming > self.labs.settings.quota_bytes:
+            raise AccessError(self._over_quota_message(incoming))
+
+    def _over_quota_message(self, incoming: int) -> str:
+        quota = self.labs.settings.quota_bytes
+        return (f"Your lab would hold {_megabytes(self.usage_bytes() + incoming)} of this Space's "
+                f"{_megabytes(quota)} per visitor: delete an upload or an old run first, or use a smaller upload.")
+
+
+def _upload_label(paths: list[str], names: list[str] | None) -> str:
+    first = (names or [None])[0] or os.path.basename(str(paths[0]))
+    if len(paths) == 1 and archives.is_archive(first):
+        stem = os.path.basename(first)
+        for suffix in sorted(archives.ARCHIVE_SUFFIXES, key=len, reverse=True):
+            if stem.lower().endswith(suffix):
+                return stem[: -len(suffix)]
+    top = first.replace("\\", "/").split("/")[0] if names and "/" in first else ""
+    return top or f"images-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 ** 2:,.0f} MB"

@@ -1,0 +1,206 @@
+"""One lab per visitor on a public Space (sslcore.labs): runs and uploads belong to whoever made them, no server path
+is readable, the disk quota and the fair queue hold; locally nothing changes.
+
+The first tests drive ``Labs`` directly; the last ones are two gradio_client visitors against an app started with
+``SPACE_ID`` set, as strangers on a Space would be.
+"""
+import io
+import os
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sslcore.jobs import JobManager
+from sslcore.labs import AccessError, LabSettings, Labs, visitor_id
+
+TINY = {"epochs": 2, "batch_size": 64, "image_size": 32, "log_every_steps": 2, "encoder_width": 16}
+
+
+def png_bytes(seed: int, size: int = 24) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def labelled_zip(path, per_class: int = 40) -> str:
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, name in enumerate(("cats", "dogs")):
+            for index in range(per_class):
+                archive.writestr(f"photos/{name}/{index}.png", png_bytes(100 * label + index))
+        archive.writestr("photos/README.txt", "not an image")
+    return str(path)
+
+
+class QueueOnly(JobManager):
+    """Queues runs and never starts one: these tests are about who may see and do what, not about training."""
+
+    def _pump(self):
+        pass
+
+
+@pytest.fixture
+def labs(tmp_path):
+    manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
+    return Labs(manager, public=True, settings=LabSettings(quota_bytes=50 * 1024 ** 2))
+
+
+def test_uploads_are_filed_per_visitor_and_resolve_only_for_their_owner(labs, tmp_path):
+    alice, bob = labs.lab(visitor_id("alice-key-0123456789")), labs.lab(visitor_id("bob-key-0123456789"))
+    source, ingested = alice.ingest([labelled_zip(tmp_path / "photos.zip")])
+    assert source == "upload:photos" and ingested.images == 80
+    assert any("README.txt" in name for name, _ in ingested.skipped)
+    assert alice.uploads() == ["upload:photos"] and bob.uploads() == []
+    folder = alice.resolve_source(source)
+    assert folder.startswith("folder:") and sorted(os.listdir(folder[len("folder:"):])) == ["cats", "dogs"]
+    with pytest.raises(AccessError, match="No upload 'photos'"):
+        bob.resolve_source(source)
+    # Bob names Alice's folder, the server's root, a home folder, or climbs out of his own uploads: all refused.
+    for path in (folder, "folder:/", "folder:/home", f"folder:{bob.uploads_dir}/../{alice.visitor}/photos", "/etc"):
+        with pytest.raises(AccessError, match="folders on the server cannot be read"):
+            bob.resolve_source(path) if path.startswith("folder:") else bob.resolve_folder(path)
+    assert alice.resolve_folder(folder) == os.path.realpath(folder[len("folder:"):])
+
+
+def test_runs_belong_to_their_visitor_and_examples_are_read_only(labs, tmp_path):
+    alice, bob = labs.lab(visitor_id("alice-key-0123456789")), labs.lab(visitor_id("bob-key-0123456789"))
+    run_id = alice.start({**TINY, "data": "digits"}, "tensorflow")
+    assert labs.manager.run_dir(run_id).owner() == alice.visitor
+    assert [row["run_id"] for row in alice.runs()] == [run_id] and bob.runs() == []
+    for action in (bob.status, bob.history, bob.stop, bob.resume, bob.existing_run, bob.signature):
+        with pytest.raises(AccessError, match="No run"):
+            action(run_id)
+    assert alice.status(run_id)["state"] == "queued"
+    # A run without an owner is the Space owner's example: everyone sees it, nobody stops or resumes it.
+    example = labs.manager.run_dir("example-run")
+    example.create({**TINY, "data": "digits", "method": "simclr", "encoder": "convnet"})
+    example.write_status("stopped", "", pid=None)
+    assert "example-run" in [row["run_id"] for row in bob.runs()]
+    assert bob.status("example-run")["state"] == "stopped"
+    with pytest.raises(AccessError, match="example run"):
+        bob.resume("example-run")
+
+
+def test_one_visitor_cannot_queue_many_runs(labs):
+    alice, bob = labs.lab(visitor_id("alice-key-0123456789")), labs.lab(visitor_id("bob-key-0123456789"))
+    alice.start({**TINY, "data": "digits"}, "tensorflow")
+    with pytest.raises(AccessError, match="allows 1 per visitor"):
+        alice.start({**TINY, "data": "digits"}, "tensorflow")
+    bob.start({**TINY, "data": "digits"}, "tensorflow")   # Bob still gets his turn in the queue
+
+
+def test_quota_refuses_an_upload_that_would_overfill_the_lab(tmp_path):
+    manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
+    labs = Labs(manager, public=True, settings=LabSettings(quota_bytes=20_000))
+    lab = labs.lab(visitor_id("carol-key-0123456789"))
+    with pytest.raises(AccessError, match="per visitor: delete an upload or an old run"):
+        lab.ingest([labelled_zip(tmp_path / "photos.zip")])
+    assert lab.uploads() == [] and not any(p.name != ".incoming" for p in lab.uploads_dir.glob("*") if p.is_dir())
+
+
+def test_gone_visitors_lose_finished_runs_and_uploads_but_live_runs_stay(labs, tmp_path):
+    gone, present = labs.lab(visitor_id("gone-key-0123456789")), labs.lab(visitor_id("here-key-0123456789"))
+    gone.ingest([labelled_zip(tmp_path / "photos.zip", per_class=3)])
+    finished = gone.start({**TINY, "data": "digits"}, "tensorflow")
+    labs.manager.run_dir(finished).write_status("finished", "", pid=None)
+    labs.manager._queue.clear()
+    kept = present.start({**TINY, "data": "digits"}, "tensorflow")
+    long_ago = time.time() - 2 * labs.settings.idle_seconds
+    os.utime(labs.root / ".visitors" / gone.visitor, (long_ago, long_ago))
+    removed = labs.collect_garbage()
+    assert finished in removed and not labs.manager.run_dir(finished).path.exists()
+    assert gone.uploads() == []
+    assert labs.manager.run_dir(kept).path.exists()
+
+
+def test_locally_everyone_is_one_visitor_and_paths_work(tmp_path):
+    manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
+    labs = Labs(manager, public=False)
+    lab = labs.lab(None)
+    assert lab.resolve_folder("/anywhere/at/all") == "/anywhere/at/all"
+    run_id = lab.start({**TINY, "data": "digits"}, "tensorflow")
+    assert manager.run_dir(run_id).owner() is None
+    assert [row["run_id"] for row in labs.lab("someone-else").runs()] == [run_id]
+
+
+def test_a_public_lab_needs_a_visitor(labs):
+    with pytest.raises(AccessError, match="no visitor session"):
+        labs.lab(None)
+
+
+# ---------------------------------------------------------------------------------------------- two strangers on a Space
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    """The app as a Space serves it (SPACE_ID set), with real training processes on tiny settings."""
+    import app
+    from tests.test_app import free_port
+
+    saved = {name: os.environ.get(name) for name in ("SPACE_ID", "SSLCORE_VISITOR_MAX_JOBS")}
+    os.environ["SPACE_ID"] = "someone/ssl-lab"
+    jobs = JobManager(tmp_path_factory.mktemp("space-runs"), max_jobs=1, poll_seconds=0.2)
+    demo = app.build_app(jobs)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    yield f"http://127.0.0.1:{port}/", jobs
+    jobs.shutdown(stop_running=True)
+    demo.close()
+    for name, value in saved.items():
+        os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+@pytest.mark.slow
+def test_two_visitors_on_a_space_each_in_their_own_lab(space, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, jobs = space
+    alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+    upload = alice.predict([handle_file(labelled_zip(tmp_path / "photos.zip"))], api_name="/upload_data")
+    assert upload["source"] == "upload:photos" and upload["images"] == 80
+    assert [name for name, _ in upload["skipped"]] == ["photos.zip/photos/README.txt"]
+    assert alice.predict(api_name="/list_uploads") == ["upload:photos"] and bob.predict(api_name="/list_uploads") == []
+
+    # Alice previews and trains on her upload; Bob can name neither her upload nor any server folder.
+    *grids, status = alice.predict(dataset="upload:photos", folder="", upload=None, images=2, draws=2, image_size=32,
+                                   seed=0, api_name="/preview")
+    assert "2 image(s) at 32 px" in status
+    *grids, status = bob.predict(dataset="upload:photos", folder="", upload=None, api_name="/preview")
+    assert "No upload &#x27;photos&#x27;" in status
+    server_folder = str(jobs.root / ".uploads")
+    for data in ("folder:/", f"folder:{server_folder}", "folder:/etc"):
+        *grids, status = bob.predict(dataset=data, folder="", upload=None, api_name="/preview")
+        assert "folders on the server cannot be read" in status, data
+        with pytest.raises(Exception, match="folders on the server cannot be read"):
+            bob.predict({**TINY, "data": data}, api_name="/start_training")
+
+    run_id = alice.predict({**TINY, "data": "upload:photos"}, api_name="/start_training")
+    with pytest.raises(Exception, match="allows 1 per visitor"):
+        alice.predict({**TINY, "data": "digits"}, api_name="/start_training")
+    deadline = time.time() + 300
+    while (state := alice.predict(run_id, api_name="/training_status")["state"]) not in ("finished", "failed"):
+        assert time.time() < deadline, state
+        time.sleep(0.5)
+    assert state == "finished"
+    assert run_id in [row["run_id"] for row in alice.predict(api_name="/list_runs")]
+    figure, status = alice.predict(run_id, api_name="/embeddings")
+    assert "test images" in status
+    pairs, outliers, files, status = alice.predict(run_id, "", 0.9, api_name="/audit")
+    assert "80 images" in status
+
+    # Bob: the run does not exist for him, whatever he asks of it.
+    assert run_id not in [row["run_id"] for row in bob.predict(api_name="/list_runs")]
+    for endpoint in ("/training_status", "/stop_training", "/resume_training"):
+        with pytest.raises(Exception, match="No run"):
+            bob.predict(run_id, api_name=endpoint)
+    figure, status = bob.predict(run_id, api_name="/embeddings")
+    assert "No run" in status
+    _, _, _, status = bob.predict(run_id, "", 0.9, api_name="/audit")
+    assert "No run" in status
+    _, _, _, status = bob.predict(run_id, "upload:photos", 0.9, api_name="/audit")
+    assert "No run" in status
+    link, status = bob.predict(run_id, "bob/stolen", "hf_fake_token", False, api_name="/push")
+    assert "No run" in status
