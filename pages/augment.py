@@ -28,7 +28,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 "views of one image belong together, so these transforms are exactly the invariances it learns.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            dataset, folder = data_source_picker(context)
+            dataset, folder = data_source_picker(context, "augment")
             upload = gr.File(label="…or upload one image", file_count="single", height=120)
             count = gr.Slider(1, 8, 4, step=1, label="Images")
             draws = gr.Slider(1, 8, 4, step=1, label="Views per image")

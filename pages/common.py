@@ -214,12 +214,13 @@ def base_sources(context: AppContext) -> list[str]:
     return describe_sources() + [HF_CHOICE] + ([] if context.public else [FOLDER_CHOICE])
 
 
-def data_source_picker(context: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
+def data_source_picker(context: AppContext, elem_prefix: str | None = None) -> tuple[gr.Dropdown, gr.Textbox]:
     """The data a page trains or previews on: built-in sets, the visitor's uploads (``upload:NAME``), a Hugging Face
     dataset (``hf:OWNER/NAME``) and, except on a public Space, a folder on this machine."""
     where = "" if context.public else "; a folder holds one subfolder per class, or just images"
     dropdown = gr.Dropdown(base_sources(context), value="digits", label="Dataset", allow_custom_value=True,
-                           info=f"digits ships with scikit-learn; or upload your images below{where}")
+                           info=f"digits ships with scikit-learn; or upload your images below{where}",
+                           elem_id=f"{elem_prefix}-data" if elem_prefix else None)
     text = gr.Textbox("", label="Hugging Face dataset", placeholder="OWNER/NAME[@REVISION][:CONFIG], e.g. uoft-cs/cifar10",
                       visible=False)
 
@@ -230,7 +231,7 @@ def data_source_picker(context: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
                          "OWNER/NAME[@REVISION][:CONFIG], e.g. uoft-cs/cifar10")
 
     dropdown.change(show_text, dropdown, text, api_name="show_data_text", api_visibility="private", queue=False)
-    upload_buttons(context, dropdown, lambda lab: base_sources(context) + lab.uploads())
+    upload_buttons(context, dropdown, lambda lab: base_sources(context) + lab.uploads(), elem_prefix)
     return dropdown, text
 
 
@@ -255,18 +256,21 @@ def folder_picker(context: AppContext, label: str, *, own_data: str | None = Non
     hint = "upload images or an archive below" + ("" if context.public else ", or type a folder path")
     dropdown = gr.Dropdown(first, value="" if own_data else None, label=label, allow_custom_value=True, info=hint,
                            elem_id=elem_id)
-    upload_buttons(context, dropdown, lambda lab: first + lab.uploads())
+    upload_buttons(context, dropdown, lambda lab: first + lab.uploads(), elem_id)
     return dropdown
 
 
-def upload_buttons(context: AppContext, target: gr.Dropdown, choices: Callable[[Lab], list]) -> None:
+def upload_buttons(context: AppContext, target: gr.Dropdown, choices: Callable[[Lab], list],
+                   elem_prefix: str | None = None) -> None:
     """Upload buttons that file images or archives into the visitor's lab and pick the new upload in ``target``;
     ``target``'s choices are refreshed with the visitor's uploads whenever the page loads."""
     with gr.Row():
+        named = (lambda part: f"{elem_prefix}-{part}") if elem_prefix else (lambda part: None)
         files = gr.UploadButton("Upload images / .zip / .tar", file_count="multiple", file_types=UPLOAD_TYPES,
-                                size="sm", variant="secondary")
-        folder = gr.UploadButton("Upload a folder", file_count="directory", size="sm", variant="secondary")
-    report = gr.Markdown()
+                                size="sm", variant="secondary", elem_id=named("upload-files"))
+        folder = gr.UploadButton("Upload a folder", file_count="directory", size="sm", variant="secondary",
+                                 elem_id=named("upload-folder"))
+    report = gr.Markdown(elem_id=named("upload-report"))
 
     @reports_errors(outputs=2)
     def ingest(paths):

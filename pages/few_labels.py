@@ -62,7 +62,8 @@ def build(context: AppContext, run: gr.Dropdown, status: gr.Markdown, *, folder=
                 f"{where}.", elem_classes="ssl-hint")
     with gr.Row():
         with gr.Column(scale=2):
-            examples_folder = folder_picker(context, "Examples (one subfolder per class)")
+            examples_folder = folder_picker(context, "Examples (one subfolder per class)",
+                                            elem_id=f"{elem_prefix}-examples")
         method = gr.Radio(list(labeling.METHODS), value="knn", label="Method", scale=1)
     with gr.Row():
         example_files = gr.File(label="…or example files CLASS_anything.png", file_count="multiple", height=120)

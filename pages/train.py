@@ -108,7 +108,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                         method_controls.append((name, field["name"], _method_control(field)))
                 groups[name] = group
             encoder = gr.Dropdown(list(ENCODERS), value=defaults.encoder, label="Encoder")
-            dataset, folder = data_source_picker(context)
+            dataset, folder = data_source_picker(context, "train")
             with gr.Row():
                 image_size = gr.Number(defaults.image_size, precision=0, label="Image size (px)")
                 epochs = gr.Number(defaults.epochs, precision=0, label="Epochs")

@@ -102,8 +102,9 @@ def _likely_cause(config: TrainConfig) -> str:
 
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, *,
-                 callbacks: list[Callback] | tuple = (), dataset: Dataset | None = None):
+                 callbacks: list[Callback] | tuple = (), dataset: Dataset | None = None, loading_progress: bool = False):
         config.validate()
+        self.loading_progress = loading_progress   # a bar while a large source decodes (the CLI's, not the app's jobs)
         self.config = config
         self.run = RunDir(run_dir) if run_dir else None
         self.callbacks = list(callbacks)
@@ -115,7 +116,8 @@ class Trainer:
         config = self.config
         if self.dataset is None:
             self.dataset = load(config.data, config.image_size, test_fraction=config.test_fraction, seed=config.seed,
-                                skip_bad_images=config.skip_bad_images, tfds_data_dir=config.tfds_data_dir)
+                                skip_bad_images=config.skip_bad_images, tfds_data_dir=config.tfds_data_dir,
+                                progress=self.loading_progress)
         data = self.dataset
         config.validate(len(data.train_images))
         self.steps_per_epoch = len(data.train_images) // config.batch_size

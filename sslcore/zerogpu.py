@@ -142,6 +142,13 @@ class ChunkedJobManager(JobManager):
                 raise ValueError(f"Run {run_id} is already training from another tab")
             self._driven.add(run_id)
         try:
+            run = self.run_dir(run_id)
+            try:
+                warm_data_cache(run)
+            except ValueError as error:   # DataError included: the run cannot start, and says why
+                run.write_status("failed", str(error), pid=None)
+                yield self.status(run_id)
+                return
             yield from chunks.ChunkedRun(self.run_dir(run_id).path, self.chunk_call, self.seconds)
         finally:
             with self._lock:
@@ -159,3 +166,15 @@ ABOUT_CHUNKS = (
     "and **Resume** continues from the checkpoint. Calls are started by this page, so closing the tab pauses "
     "the run (after the call under way and at most one more); reopen the page and press Resume. The run's status shows the GPU seconds "
     "spent and what one more epoch costs.")
+
+
+def warm_data_cache(run: RunDir) -> None:
+    """Decode (or download) the run's data here, before the first GPU call: a folder, archive or Hub dataset then
+    loads from sslcore's cache inside each call instead of spending the visitor's GPU seconds on decoding."""
+    from sslcore.config import TrainConfig
+    from sslcore.data import load
+
+    config = TrainConfig.from_run_config(run.config())
+    if config.data.partition(":")[0] in ("folder", "hf"):
+        load(config.data, config.image_size, test_fraction=config.test_fraction, seed=config.seed,
+             skip_bad_images=config.skip_bad_images, tfds_data_dir=config.tfds_data_dir)

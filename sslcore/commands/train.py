@@ -35,7 +35,7 @@ def run(args) -> dict:
             raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         config = TrainConfig.from_dict(given)
     callbacks = [] if args.no_progress else [ProgressBar()]
-    trainer = Trainer(config, args.out, callbacks=callbacks)
+    trainer = Trainer(config, args.out, callbacks=callbacks, loading_progress=not args.no_progress)
     return trainer.fit(resume=args.resume, max_seconds=args.max_seconds, max_steps=args.max_steps)
 
 

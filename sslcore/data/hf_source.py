@@ -168,7 +168,10 @@ def _locate_in_hub_cache(spec: _Spec) -> _Located | None:
             path = os.path.join(directory, name)
             if name.endswith(".parquet") and os.path.exists(path):  # a dangling symlink is a missing blob
                 local[os.path.relpath(path, snapshot).replace(os.sep, "/")] = path
-    splits = _choose_files(sorted(local), spec, required=False)
+    try:
+        splits = _choose_files(sorted(local), spec, required=False)
+    except DataError:  # e.g. the config asked for was never downloaded: as far as this cache goes, not there
+        return None
     if splits is None:
         return None
     return _Located(spec, sha, splits, local)
@@ -408,7 +411,7 @@ def _decode_splits(located: _Located, local: dict[str, str], image_size: int, pr
         for split in order:
             use_labels = label_column if split != "unlabelled" else None
             decoded[split] = _decode_files(files[split], located.splits[split], image_column, use_labels, image_size,
-                                           pool, bar)
+                                           pool, workers, bar)
     return _Decoded(decoded, class_names if label_column else [], label_column is not None)
 
 
@@ -443,12 +446,12 @@ def _columns(schema, name: str, path: str) -> tuple[str, str | None, list[str]]:
 
 
 def _decode_files(paths: list[str], repo_paths: list[str], image_column: str, label_column: str | None,
-                  image_size: int, pool: ThreadPoolExecutor, bar) -> tuple[np.ndarray, np.ndarray | None]:
+                  image_size: int, pool: ThreadPoolExecutor, workers: int, bar) -> tuple[np.ndarray, np.ndarray | None]:
     """Decode the rows of `paths` straight into one preallocated array; labels < 0 (none given) drop the row."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = [pq.ParquetFile(path) for path in paths]
+    files = [pq.ParquetFile(path, pre_buffer=False) for path in paths]   # pre-buffering only raised the peak
     images = np.empty((sum(f.metadata.num_rows for f in files), image_size, image_size, 3), np.uint8)
     labels = np.empty(len(images), np.int64) if label_column else None
     at = 0
@@ -461,7 +464,7 @@ def _decode_files(paths: list[str], repo_paths: list[str], image_column: str, la
                 refs = column.field("path").to_pylist() if "path" in [f.name for f in column.type] else [None]
                 raise DataError(f"{repo_path}: a row of column {image_column!r} has no image bytes (it refers to "
                                 f"{next((r for r in refs if r), 'nothing')!r}); sslcore reads only embedded images.")
-            _decode_batch(images, at, blobs, repo_path, image_size, pool)
+            _decode_batch(images, at, blobs, repo_path, image_size, pool, workers)
             if labels is not None:
                 labels[at:at + len(blobs)] = pc.fill_null(batch.column(1), -1).to_numpy(zero_copy_only=False)
             at += len(blobs)
@@ -476,9 +479,9 @@ def _decode_files(paths: list[str], repo_paths: list[str], image_column: str, la
 
 
 def _decode_batch(images: np.ndarray, start: int, blobs: list[bytes], repo_path: str, image_size: int,
-                  pool: ThreadPoolExecutor) -> None:
+                  pool: ThreadPoolExecutor, workers: int) -> None:
     """Pillow releases the GIL while decoding, so threads pay off; chunks keep the per-future overhead small."""
-    chunk = max(1, min(64, len(blobs) // (4 * pool._max_workers) or 1))
+    chunk = max(1, min(64, len(blobs) // (4 * workers)))
 
     def decode_range(first: int) -> None:
         for index in range(first, min(first + chunk, len(blobs))):

@@ -3,6 +3,7 @@
 The screenshots land in docs/screenshots/<page>.png (the README shows them). The tests share one browser page
 and run in order: Train's run is what Explore and Classify look at.
 """
+import contextlib
 import os
 import signal
 import socket
@@ -32,14 +33,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("browser-runs")
+@contextlib.contextmanager
+def serve_app(runs: Path, **extra_env):
+    """``python app.py`` as a user starts it, on a free port, with its runs in ``runs``; yields its URL."""
     port = free_port()
     # Without KERAS_BACKEND (this test process set it on importing sslcore) the app picks its backend itself.
     environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     environment.update(SSLCORE_RUNS=str(runs), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-                       GRADIO_ANALYTICS_ENABLED="False")
+                       GRADIO_ANALYTICS_ENABLED="False", **extra_env)
     log = open(runs / "app.log", "wb")
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -52,14 +53,22 @@ def app_url(tmp_path_factory):
             if server.poll() is not None:
                 raise RuntimeError(f"app.py exited: {(runs / 'app.log').read_text()[-2000:]}")
             time.sleep(0.5)
-    yield url
-    server.send_signal(signal.SIGINT)
     try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    _end_training_processes(runs)
-    log.close()
+        yield url
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        _end_training_processes(runs)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with serve_app(tmp_path_factory.mktemp("browser-runs")) as url:
+        yield url
 
 
 def _end_training_processes(runs: Path) -> None:
@@ -243,7 +252,8 @@ def test_audit_page_finds_an_injected_copy(page, tmp_path):
         Image.fromarray(digit).resize((32, 32), Image.Resampling.BICUBIC).save(folder / f"digit{index:02d}.png")
     Image.open(folder / "digit05.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "digit05-mirrored.png")
     open_tab(page, "Audit")
-    page.locator("#audit-folder textarea, #audit-folder input").first.fill(str(folder))
+    page.locator("#audit-folder input").fill(str(folder))
+    page.locator("#audit-folder input").press("Enter")   # a typed path is the dropdown's custom value
     page.locator("#audit-button").click()
     wait_until(lambda: "audit" in page.locator("#audit-status").inner_text().lower()
                or page.locator("#audit-pairs img").count() > 0, timeout=120)
@@ -268,7 +278,8 @@ def test_audit_page_finds_an_injected_copy(page, tmp_path):
         Image.fromarray(digits[index]).resize((32, 32), Image.Resampling.BICUBIC).save(
             examples / str(dataset.target[index]) / f"example{index}.png")
     open_tab(page, "Few labels")
-    page.get_by_label("Examples folder").fill(str(examples))
+    page.locator("#audit-examples input").fill(str(examples))
+    page.locator("#audit-examples input").press("Enter")
     page.locator("#audit-label").click()
     wait_until(lambda: "labelled" in page.locator("#audit-status").inner_text(), timeout=120)
     assert "labelled 61 images from 40 examples" in page.locator("#audit-status").inner_text()
