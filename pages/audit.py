@@ -16,6 +16,7 @@ import numpy as np
 from pages import few_labels
 from pages.common import AppContext, folder_picker, message_html, refreshed_runs, reports_errors, run_dropdown
 from pages.few_labels import resolve_folder
+from pages.images import png_file
 from pages.thumbnails import SHOWN, framed, gallery_css, thumbnail_gallery
 from sslcore import audit, export
 from sslcore.data import DataError, decode_image
@@ -38,15 +39,15 @@ def thumbnail(root: str, path: str) -> np.ndarray:
         return np.full((SHOWN, SHOWN, 3), 200, np.uint8)
 
 
-def pair_gallery(report: audit.AuditReport, threshold: float) -> list[tuple[np.ndarray, str]]:
-    """Each pair side by side with its similarity: exact copies first, then most similar first."""
-    return [(framed(thumbnail(report.root, pair.a), thumbnail(report.root, pair.b)),
+def pair_gallery(report: audit.AuditReport, threshold: float) -> list[tuple[str, str]]:
+    """Each pair side by side with its similarity: exact copies first, then most similar first (PNG files)."""
+    return [(png_file(framed(thumbnail(report.root, pair.a), thumbnail(report.root, pair.b))),
              f"{'exact copy' if pair.exact else f'{pair.similarity:.3f}'} · {pair.a} ↔ {pair.b}")
             for pair in report.pairs_above(threshold)[:SHOWN_PAIRS]]
 
 
-def outlier_gallery(report: audit.AuditReport) -> list[tuple[np.ndarray, str]]:
-    return [(framed(thumbnail(report.root, path)), f"#{rank + 1} · {score:.3f} · {path}")
+def outlier_gallery(report: audit.AuditReport) -> list[tuple[str, str]]:
+    return [(png_file(framed(thumbnail(report.root, path))), f"#{rank + 1} · {score:.3f} · {path}")
             for rank, (path, score) in enumerate(report.outliers[:SHOWN_OUTLIERS])]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pages import images as image_files
 from pages.common import AppContext, data_source, data_source_picker, message_html, reports_errors, upload_name
 from sslcore import preview
 from sslcore.augment import PRESETS
@@ -11,6 +12,9 @@ from sslcore.explore import decode_upload
 TITLE = "Augment"
 PRESET_NAMES = tuple(PRESETS)   # weak, strong, simclr
 CONTROLS_PER_ROW = 4
+# Previews by their inputs (the resolved data source, never the name a visitor picked: upload:NAME is per visitor).
+# Every new visitor's page asks for the same default preview on arrival; it is computed once per server.
+PREVIEW_CACHE = image_files.ResultCache(64)
 
 
 def _images(source: str, upload, count: int, image_size: int, seed: int):
@@ -21,6 +25,28 @@ def _images(source: str, upload, count: int, image_size: int, seed: int):
 
 def _summary(pictures, image_size, seed) -> str:
     return message_html(f"{len(pictures)} image(s) at {int(image_size)} px, seed {int(seed)}", "ok")
+
+
+def preview_grids(source: str, upload, images: int, draws: int, image_size: int, seed: int, settings: dict,
+                  presets: bool = True) -> tuple[str, ...]:
+    """PNG files of the custom grid (and of each preset's, with ``presets``) and the summary line.
+
+    ``source`` is the resolved data source (``data_source``). An uploaded image is previewed afresh each time;
+    anything else comes from PREVIEW_CACHE, so identical previews are computed once and served from one file.
+    """
+    images, draws, image_size, seed = int(images), int(draws), int(image_size), int(seed)
+    config = preview.config_from_controls(settings)   # checks the settings before anything is cached
+
+    def compute():
+        pictures = _images(source, upload, images, image_size, seed)
+        grids = [preview.preview_augmentations(pictures, config, draws, seed)]
+        if presets:
+            grids += [preview.preview_augmentations(pictures, name, draws, seed) for name in PRESET_NAMES]
+        return (*[image_files.png_file(grid) for grid in grids], _summary(pictures, image_size, seed))
+
+    if upload:
+        return compute()
+    return PREVIEW_CACHE.get((source, images, draws, image_size, seed, repr(config), presets), compute)
 
 
 def build(context: AppContext, tab: gr.Tab) -> None:
@@ -68,17 +94,13 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=1 + len(PRESET_NAMES) + 1)
     def preview_all(dataset, folder, upload, images, draws, image_size, seed, **settings):
         """Originals next to random views: with the slider settings, and with each preset."""
-        pictures = _images(data_source(context, dataset, folder), upload, images, image_size, seed)
-        grids = [preview.preview_augmentations(pictures, preview.config_from_controls(settings), int(draws), int(seed))]
-        grids += [preview.preview_augmentations(pictures, name, int(draws), int(seed)) for name in PRESET_NAMES]
-        return (*grids, _summary(pictures, image_size, seed))
+        return preview_grids(data_source(context, dataset, folder), upload, images, draws, image_size, seed, settings)
 
     @reports_errors(outputs=2)
     def preview_custom(dataset, folder, upload, images, draws, image_size, seed, **settings):
         """Only the slider-driven grid: what a moving slider needs."""
-        pictures = _images(data_source(context, dataset, folder), upload, images, image_size, seed)
-        config = preview.config_from_controls(settings)
-        return preview.preview_augmentations(pictures, config, int(draws), int(seed)), _summary(pictures, image_size, seed)
+        return preview_grids(data_source(context, dataset, folder), upload, images, draws, image_size, seed, settings,
+                             presets=False)
 
     all_outputs = [custom, *presets.values(), status]
     event = dict(inputs_kwargs={**common_inputs, **controls}, concurrency_id="preview", concurrency_limit=2,

@@ -6,6 +6,7 @@ import gradio as gr
 
 from pages import few_labels
 from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
+from pages.images import png_file
 from pages.thumbnails import gallery_css
 from sslcore import zerogpu
 from sslcore.preview import enlarge
@@ -51,7 +52,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         results = zerogpu.classify_files(context.model_source(run_id), paths, int(top_k),
                                          names=[upload_name(path) for path in paths], token=token or None)
         ranked = lambda r: ", ".join(f"{p['class']} ({p['probability']:.0%})" for p in r["predictions"])
-        shown = [(enlarge(r["image"], SHOWN_SIZE), f"{r['file']} → {r['predictions'][0]['class']}")
+        shown = [(png_file(enlarge(r["image"], SHOWN_SIZE)), f"{r['file']} → {r['predictions'][0]['class']}")
                  for r in results if r["predictions"]]
         # DataError messages read "<file>: <reason>"; the file already has its own column.
         rows = [[r["file"], ranked(r) if r["predictions"] else "not classified: " + r["error"].split(": ", 1)[-1]]

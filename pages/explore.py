@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
+from pages.images import gallery as png_gallery, png_file
 from sslcore import explore, plots, zerogpu
 from sslcore.preview import enlarge
 
@@ -117,7 +118,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         image = explore.decode_upload(upload, int(data.config["image_size"]), upload_name(upload)) if upload else None
         found = explore.neighbors(data, index=None if upload else index, image=image, k=int(k))
         gallery_items = [(enlarge(row["image"], SHOWN_SIZE), _caption(row)) for row in found["neighbors"]]
-        return (enlarge(found["query"]["image"], SHOWN_SIZE), gallery_items,
+        return (png_file(enlarge(found["query"]["image"], SHOWN_SIZE)), png_gallery(gallery_items),
                 message_html(f"{found['query']['source']} (class {found['query']['class_name']}): "
                              f"{len(gallery_items)} nearest training images", "ok"))
 

@@ -11,6 +11,7 @@ import tempfile
 import gradio as gr
 
 from pages.common import AppContext, folder_picker, message_html, reports_errors, upload_name
+from pages.images import png_file
 from pages.thumbnails import SHOWN, framed, thumbnail_gallery
 from sslcore import export, labeling
 from sslcore.data import archives
@@ -76,7 +77,7 @@ def build(context: AppContext, run: gr.Dropdown, status: gr.Markdown, *, folder=
     def do_label(run_id, folder, examples_folder, example_files, image_files, method):
         """A class and a confidence for every image, from a few labelled examples (kNN on the run's embeddings)."""
         result, csv_path = run_labels(context.lab(), context.run_path(run_id), folder, examples_folder, example_files, image_files, method)
-        shown = [(framed(enlarge(result.images[i], SHOWN)), f"{result.labels[i]} · {result.confidences[i]:.0%} · {result.paths[i]}")
+        shown = [(png_file(framed(enlarge(result.images[i], SHOWN))), f"{result.labels[i]} · {result.confidences[i]:.0%} · {result.paths[i]}")
                  for i in range(min(SHOWN_LABELS, len(result.labels)))]
         counts = ", ".join(f"{name}: {count}" for name, count in result.counts().items())
         skipped = f"; skipped {len(result.skipped)} unreadable file(s)" if result.skipped else ""

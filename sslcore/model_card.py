@@ -12,6 +12,7 @@ a ``model-index`` block) and ``ModelCard``; nothing here talks to the network.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -30,6 +31,9 @@ def dataset_identity(source: str) -> tuple[str | None, str]:
     kind, _, argument = source.partition(":")
     if kind == "folder":
         return None, "a custom image folder"
+    if kind == "hf":   # hf:OWNER/NAME[@REVISION][:CONFIG]: the card links the dataset's repo
+        repo = re.split(r"[@:]", argument, maxsplit=1)[0]
+        return repo, repo
     if source in HUB_DATASETS:
         return HUB_DATASETS[source], DATASET_NAMES[source]
     return (argument or source), DATASET_NAMES.get(source, argument or source)

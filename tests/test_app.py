@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow   # a live server and real training processes
 TINY = {"epochs": 2, "batch_size": 128, "image_size": 32, "log_every_steps": 2}
 PUBLIC_ENDPOINTS = {"/preview", "/start_training", "/stop_training", "/resume_training", "/training_status",
                     "/embeddings", "/evaluation", "/neighbors", "/classify", "/baseline_vs_finetune", "/list_runs",
-                    "/push", "/audit", "/label", "/export", "/classify_few_labels"}
+                    "/push", "/audit", "/label", "/export", "/classify_few_labels", "/upload_data", "/list_uploads"}
 
 
 def free_port() -> int:

@@ -204,3 +204,18 @@ def test_two_visitors_on_a_space_each_in_their_own_lab(space, tmp_path):
     assert "No run" in status
     link, status = bob.predict(run_id, "bob/stolen", "hf_fake_token", False, api_name="/push")
     assert "No run" in status
+
+
+@pytest.mark.slow
+def test_a_hostile_upload_is_refused_with_its_entry_named_and_nothing_kept(space, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, jobs = space
+    mallory = Client(url, verbose=False)
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
+        archive.writestr("ok.png", png_bytes(1))
+        archive.writestr("../../escaped.png", png_bytes(2))
+    with pytest.raises(Exception, match=r"refused: entry '\.\./\.\./escaped\.png' points outside the archive"):
+        mallory.predict([handle_file(str(tmp_path / "evil.zip"))], api_name="/upload_data")
+    assert mallory.predict(api_name="/list_uploads") == []
+    assert not list(jobs.root.parent.rglob("escaped.png"))

@@ -10,7 +10,7 @@ _CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
     ("--method", "method", str, "self-supervised method (see the README table)"),
     ("--encoder", "encoder", str, "convnet, resnet18 or resnet50"),
     ("--encoder-width", "encoder_width", int, "channels of the encoder (convnet 128, resnet18 64)"),
-    ("--data", "data", str, "digits | tfds:cifar10 | tfds:stl10 | folder:PATH"),
+    ("--data", "data", str, "digits | tfds:cifar10 | tfds:stl10 | folder:PATH (a folder or a .zip/.tar/.tar.gz of one) | hf:OWNER/NAME[@REVISION][:CONFIG]"),
     ("--image-size", "image_size", int, "images are resized to this square size"),
     ("--test-fraction", "test_fraction", float, "labelled share held out for kNN/probe evaluation"),
     ("--tfds-data-dir", "tfds_data_dir", str, "where tensorflow-datasets keeps prepared data sets"),

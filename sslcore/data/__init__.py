@@ -6,7 +6,10 @@ A source is one of
   the one dataset every machine has, with or without internet.
 * ``folder:PATH`` -- your own images. One subfolder per class gives a labelled dataset (a
   stratified part is held out for kNN / linear-probe evaluation); a flat folder of images is an
-  unlabelled pretraining pool.
+  unlabelled pretraining pool. PATH may be a .zip / .tar / .tar.gz of such a folder: it is checked
+  entry by entry and unpacked once into the cache (``archives``).
+* ``hf:OWNER/NAME[@REVISION][:CONFIG]`` -- a Hugging Face Hub image dataset stored as parquet, e.g.
+  ``hf:uoft-cs/cifar10`` (``hf_source``): the way CIFAR-10 and STL-10 reach a Space, where tfds cannot.
 * ``tfds:NAME`` -- a prepared TensorFlow Datasets image-classification dataset, e.g. ``tfds:cifar10``
   or ``tfds:stl10`` (STL-10's 100,000 unlabelled images are the pretraining pool and its labelled
   'train' split feeds the probe, as in the keras.io semi-supervised SimCLR example).
@@ -24,6 +27,8 @@ One job per module, in the order the data flows:
 * ``folders``     -- the ``folder:`` source: layout checks, threaded decoding
 * ``cache``       -- the on-disk cache of decoded folders
 * ``tfds_source`` -- the ``tfds:`` source
+* ``hf_source``   -- the ``hf:`` source: parquet files from the Hub, decoded in a stream, cached
+* ``archives``    -- safe extraction of uploaded or local archives (no entry outside its folder, size limits)
 
 This package deliberately does not import Keras (it must stay backend-free and quick to import);
 TensorFlow Datasets is imported only when a ``tfds:`` source is loaded.
