@@ -14,17 +14,34 @@ import gradio as gr
 from pages.common import (AppContext, api_errors, browser_secret, data_source, data_source_picker, device_description,
                           message_html, refreshed_runs, register_visitor, reports_errors, run_dropdown)
 from sslcore import BACKEND, chunks, finetune, jobs, plots, zerogpu
-from sslcore.augment import PRESETS
 from sslcore.backend import installed_backends
-from sslcore.config import OPTIMIZERS, TrainConfig
-from sslcore.encoders import ENCODERS
+from sslcore.config import TrainConfig
 from sslcore.methods import METHODS
-from sslcore.model import PRECISIONS
 
 TITLE = "Train"
 POLL_SECONDS = 1.0
 STATE_KINDS = {"finished": "ok", "failed": "error", "interrupted": "error", "stopped": "info", "paused": "warn"}
 RUN_TABLE_HEADERS = ["run", "encoder", "backend", "state", "epochs", "kNN acc", "probe acc", "img/s"]
+# Stop and a run's status: file reads and a stop request, milliseconds each; their own unlimited group, so a burst of
+# previews, embeddings or audits (each group capped on its own) never holds them in the queue.
+CONTROL_EVENTS = dict(concurrency_id="train-control", concurrency_limit=None)
+
+
+# The TrainConfig settings the form shows, in its order (pairs share a row after the encoder), and their labels;
+# each control's kind, choices, range and hint come from the setting itself (sslcore.config.setting).
+FORM_SETTINGS = ("encoder", "image_size", "epochs", "batch_size", "learning_rate", "optimizer", "precision", "augment",
+                 "log_every_steps")
+LABELS = {"image_size": "Image size (px)", "learning_rate": "Learning rate", "augment": "Augmentation preset",
+          "log_every_steps": "Chart update every N steps"}
+SETTINGS = {row["name"]: row for row in TrainConfig.describe()}
+
+
+def setting_control(row: dict):
+    label = LABELS.get(row["name"], row["name"].replace("_", " ").capitalize())
+    if row["choices"]:
+        return gr.Dropdown(list(row["choices"]), value=row["default"], label=label, info=row["help"])
+    return gr.Number(row["default"], precision=0 if row["kind"] is int else None, label=label, info=row["help"],
+                     minimum=row["minimum"], maximum=row["maximum"])
 
 
 # ---------------------------------------------------------------------------------------------- views
@@ -42,11 +59,10 @@ def _method_control(field: dict):
     return gr.Textbox(str(default), label=label, info=info)
 
 
-def status_view(context: AppContext, run_id: str | None) -> tuple[str, str]:
-    """(status box, progress bar) for a run."""
-    if not run_id:
+def status_view(context: AppContext, run_id: str | None, status: dict | None) -> tuple[str, str]:
+    """(status box, progress bar) for a run's status."""
+    if not run_id or status is None:
         return message_html("No run yet: choose settings and press Start, or pick a past run below."), ""
-    status = context.jobs.status(run_id)
     state = status["state"]
     kind = STATE_KINDS.get(state, "warn")
     text = f"{run_id}: {state}" + (f" — {status['message']}" if status.get("message") and status["message"] != state else "")
@@ -61,15 +77,19 @@ def status_view(context: AppContext, run_id: str | None) -> tuple[str, str]:
     return message_html(text, kind), bar
 
 
-def chart(context: AppContext, run_id: str | None, overlay_id: str | None):
-    shown = []
-    for run in dict.fromkeys(r for r in (run_id, overlay_id) if r):
+def histories(context: AppContext, run_ids) -> dict[str, dict]:
+    """Each shown run's rows, read once per redraw (a run deleted meanwhile is left out)."""
+    found = {}
+    for run in dict.fromkeys(r for r in run_ids if r):
         try:
-            history = context.jobs.history(run)
+            found[run] = context.jobs.history(run)
         except ValueError:
             continue
-        shown.append((run, history["steps"], history["epochs"]))
-    return plots.training_figure(shown)
+    return found
+
+
+def chart(shown: dict[str, dict]):
+    return plots.training_figure([(run, history["steps"], history["epochs"]) for run, history in shown.items()])
 
 
 def runs_table(context: AppContext) -> list[list[Any]]:
@@ -95,7 +115,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     seen = gr.State(None)   # what the chart last showed, so an idle tick redraws nothing
     timer = gr.Timer(POLL_SECONDS)
     defaults = TrainConfig()
-    method_controls: list[tuple[str, str, Any]] = []
+    method_controls: dict[tuple[str, str], Any] = {}   # (method, setting) -> its component
 
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
@@ -105,23 +125,13 @@ def build(context: AppContext, tab: gr.Tab) -> None:
             for name, method_class in METHODS.items():
                 with gr.Accordion(f"{name} settings", open=False, visible=name == defaults.method) as group:
                     for field in method_class.Params.describe():
-                        method_controls.append((name, field["name"], _method_control(field)))
+                        method_controls[name, field["name"]] = _method_control(field)
                 groups[name] = group
-            encoder = gr.Dropdown(list(ENCODERS), value=defaults.encoder, label="Encoder")
-            dataset, folder = data_source_picker(context, "train")
-            with gr.Row():
-                image_size = gr.Number(defaults.image_size, precision=0, label="Image size (px)")
-                epochs = gr.Number(defaults.epochs, precision=0, label="Epochs")
-            with gr.Row():
-                batch_size = gr.Number(defaults.batch_size, precision=0, label="Batch size")
-                learning_rate = gr.Number(defaults.learning_rate, label="Learning rate")
-            with gr.Row():
-                optimizer = gr.Dropdown(list(OPTIMIZERS), value=defaults.optimizer, label="Optimizer")
-                precision = gr.Dropdown(list(PRECISIONS), value=defaults.precision, label="Precision")
-            with gr.Row():
-                augment = gr.Dropdown(list(PRESETS), value=defaults.augment, label="Augmentation preset")
-                log_every = gr.Number(5, precision=0, label="Chart update every N steps",
-                                      info="each update is a device → host sync")
+            settings_form = {"encoder": setting_control(SETTINGS["encoder"])}
+            dataset, data_text = data_source_picker(context, "train")
+            for pair in zip(FORM_SETTINGS[1::2], FORM_SETTINGS[2::2]):
+                with gr.Row():
+                    settings_form.update({name: setting_control(SETTINGS[name]) for name in pair})
             backends = ["torch"] if chunked else installed_backends()
             backend = gr.Dropdown(backends, value=BACKEND if BACKEND in backends else backends[0], label="Keras backend",
                                   interactive=not chunked,
@@ -135,7 +145,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 stop = gr.Button("Stop", variant="stop", elem_id="train-stop", min_width=80, interactive=False)
                 resume = gr.Button("Resume", elem_id="train-resume", min_width=80, interactive=False)
         with gr.Column(scale=2):
-            status = gr.Markdown(elem_id="train-status")
+            status_box = gr.Markdown(elem_id="train-status")
             progress = gr.HTML(elem_id="train-progress")
             figure = gr.Plot(show_label=False, elem_id="train-chart")
             with gr.Row():
@@ -157,19 +167,19 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                               column_widths=["34%", "9%", "10%", "10%", "8%", "9%", "10%", "10%"])
 
     # -- handlers --------------------------------------------------------------------------------------
-    def form_settings(method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer,
-                      precision, augment, log_every, method_values) -> dict:
-        params = {param: value for (owner, param, _), value in zip(method_controls, method_values) if owner == method}
-        return {"method": method, "method_params": params, "encoder": encoder, "data": data_source(context, dataset, folder),
-                "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "optimizer": optimizer, "precision": precision, "augment": augment, "log_every_steps": log_every}
+    def form_settings(form: dict) -> tuple[dict, str]:
+        """(TrainConfig settings, backend) from the form's values, keyed by component."""
+        chosen = form[method]
+        settings = {name: form[control] for name, control in settings_form.items()}
+        settings.update(method=chosen, data=data_source(context, form[dataset], form[data_text]),
+                        method_params={param: form[control] for (owner, param), control in method_controls.items()
+                                       if owner == chosen})
+        return settings, form[backend]
 
     @reports_errors(outputs=2)
-    def start_from_form(method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer,
-                        precision, augment, log_every, backend, *method_values):
-        settings = form_settings(method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate,
-                                 optimizer, precision, augment, log_every, method_values)
-        run_id = jobs_.start(settings, backend)
+    def start_from_form(form: dict):
+        settings, chosen_backend = form_settings(form)
+        run_id = jobs_.start(settings, chosen_backend)
         return run_id, message_html(f"{run_id}: queued", "warn")
 
     @reports_errors(outputs=1)
@@ -182,26 +192,28 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         jobs_.resume(_required(run_id))
         return message_html(f"{run_id}: queued to resume from its last checkpoint", "warn")
 
-    def refresh(run_id, overlay_id, seen_before, force=False):
-        """Everything the timer redraws; each part only when it changed."""
-        signature = [jobs_.signature(run_id) if run_id else None, jobs_.signature(overlay_id) if overlay_id else None]
-        signature = [list(map(str, part)) if part else None for part in signature]
+    def refresh(run_id, overlay_id, seen_before, force=False) -> dict:
+        """What the timer redraws, keyed by component; a part that did not change is left out."""
+        signature = [list(map(str, jobs_.signature(run))) if run else None for run in (run_id, overlay_id)]
         if not force and seen_before and seen_before.get("signature") == signature:
-            return (gr.skip(),) * 9
+            return {}
         try:
-            state = jobs_.status(run_id)["state"] if run_id else None
+            status = jobs_.status(run_id) if run_id else None
         except ValueError:   # the run folder was deleted under us
-            run_id, state = None, None
-        box, bar = status_view(context, run_id)
+            run_id, status = None, None
+        state = status["state"] if status else None
+        shown = histories(context, (run_id, overlay_id))
+        box, bar = status_view(context, run_id, status)
         # The run lists change when a run changes state or finishes an epoch, not with every step.
-        progress_mark = f"{state}:{len(context.jobs.history(run_id)['epochs']) if state else 0}"
-        lists_changed = (force or not seen_before or seen_before.get("state") != progress_mark
-                         or seen_before.get("run") != run_id)
-        list_updates = ((gr.update(value=runs_table(context)), refreshed_runs(context, run_id),
-                         refreshed_runs(context, overlay_id, optional=True)) if lists_changed else (gr.skip(),) * 3)
-        buttons = (gr.update(interactive=state in jobs.LIVE_STATES), gr.update(interactive=state in jobs.RESUMABLE_STATES))
-        return (box, bar, chart(context, run_id, overlay_id), {"signature": signature, "state": progress_mark, "run": run_id},
-                *list_updates, *buttons)
+        progress_mark = f"{state}:{len(shown[run_id]['epochs']) if run_id in shown else 0}"
+        updates = {status_box: box, progress: bar, figure: chart(shown),
+                   seen: {"signature": signature, "state": progress_mark, "run": run_id},
+                   stop: gr.update(interactive=state in jobs.LIVE_STATES),
+                   resume: gr.update(interactive=state in jobs.RESUMABLE_STATES)}
+        if force or not seen_before or seen_before.get("state") != progress_mark or seen_before.get("run") != run_id:
+            updates.update({runs_frame: gr.update(value=runs_table(context)), run_picker: refreshed_runs(context, run_id),
+                            overlay: refreshed_runs(context, overlay_id, optional=True)})
+        return updates
 
     def attach(run_id, visitor_key, request: gr.Request):
         """Page (re)load: follow the remembered run, or else whatever this visitor has training right now."""
@@ -211,10 +223,11 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         except ValueError:
             newest = jobs_.runs()[:1]
             run_id = jobs_.live_run() or (newest[0]["run_id"] if newest else None)
-        return (run_id, *refresh(run_id, None, None, force=True), finetune_view(context, run_id))
+        return show_run(run_id, None)
 
     def show_run(run_id, overlay_id):
-        return (run_id, *refresh(run_id, overlay_id, None, force=True), finetune_view(context, run_id))
+        return {current_run: run_id, **refresh(run_id, overlay_id, None, force=True),
+                finetune_plot: finetune_view(context, run_id)}
 
     @reports_errors(outputs=2)
     def compare_with_baseline(run_id, epochs, progress=gr.Progress()):
@@ -231,13 +244,14 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     method.change(lambda name: [gr.update(value=METHODS[name].description)] +
                   [gr.update(visible=owner == name) for owner in groups], method, [method_info, *groups.values()],
                   api_name="show_method_settings", api_visibility="private", queue=False)
-    form = [method, encoder, dataset, folder, image_size, epochs, batch_size, learning_rate, optimizer, precision,
-            augment, log_every, backend, *[control for _, _, control in method_controls]]
+    form = {method, dataset, data_text, backend, *settings_form.values(), *method_controls.values()}
     light = dict(concurrency_id="train-actions", concurrency_limit=4)
-    started = start.click(start_from_form, form, [current_run, status], api_name="start_from_form",
+    started = start.click(start_from_form, form, [current_run, status_box], api_name="start_from_form",
                           api_visibility="undocumented", **light)
-    stop.click(stop_current, current_run, status, api_name="stop_current", api_visibility="undocumented", **light)
-    resumed = resume.click(resume_current, current_run, status, api_name="resume_current",
+    # Stop never waits behind a Start (which checks settings and data) or behind any CPU-heavy page.
+    stop.click(stop_current, current_run, status_box, api_name="stop_current", api_visibility="undocumented",
+               **CONTROL_EVENTS)
+    resumed = resume.click(resume_current, current_run, status_box, api_name="resume_current",
                            api_visibility="undocumented", **light)
     if chunked:
         driver_done = gr.State(None)
@@ -255,7 +269,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         resumed.success(drive_chunks, current_run, driver_done, api_name="drive_resumed_chunks",
                         api_visibility="private", **chunk_events)
 
-    view_outputs = [status, progress, figure, seen, runs_frame, run_picker, overlay, stop, resume]
+    view_outputs = [status_box, progress, figure, seen, runs_frame, run_picker, overlay, stop, resume]
     # The poll has its own unlimited group, so a chart refresh never waits behind a preview or an embedding.
     timer.tick(refresh, [current_run, overlay, seen], view_outputs, api_name="poll_training",
                api_visibility="private", concurrency_id="poll", concurrency_limit=None, show_progress="hidden")
@@ -273,7 +287,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
 
     runs_frame.select(select_row, overlay, [current_run, *view_outputs, finetune_plot], api_name="pick_run_from_table",
                       api_visibility="private", concurrency_id="poll", concurrency_limit=None)
-    overlay.input(lambda run_id, overlay_id: chart(context, run_id, overlay_id), [current_run, overlay], figure,
+    overlay.input(lambda run_id, overlay_id: chart(histories(context, (run_id, overlay_id))), [current_run, overlay], figure,
                   api_name="overlay_run", api_visibility="undocumented", concurrency_id="poll", concurrency_limit=None)
     finetune_button.click(compare_with_baseline, [current_run, finetune_epochs], [finetune_plot, finetune_status],
                           api_name="baseline_vs_finetune", concurrency_id="finetune", concurrency_limit=1)
@@ -308,8 +322,10 @@ def register_api(jobs_: jobs.JobManager) -> None:
         """Every run in the runs folder, newest first, with its final figures."""
         return jobs_.runs()
 
-    for endpoint in (start_training, stop_training, resume_training, training_status):
+    for endpoint in (start_training, resume_training):
         gr.api(endpoint, api_name=endpoint.__name__, concurrency_id="train-actions", concurrency_limit=4)
+    for endpoint in (stop_training, training_status):
+        gr.api(endpoint, api_name=endpoint.__name__, **CONTROL_EVENTS)
     gr.api(list_runs, api_name="list_runs", concurrency_id="poll", concurrency_limit=None)
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
-from sslcore.augment import augment_config
+from sslcore.augment import PRESETS, augment_config
 from sslcore.encoders import ENCODERS, MIN_IMAGE_SIZE
-from sslcore.methods import method_params
+from sslcore.methods import METHODS, method_params
 from sslcore.model import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -15,37 +15,76 @@ RECORDED_EXTRAS = ("backend", "class_names")
 SCHEDULES = ("cosine", "constant")
 
 
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, kind: type = str, flag: str | None = None,
+            choices: Sequence[str] | None = None, minimum: float | None = None, maximum: float | None = None,
+            factory: Callable[[], Any] | None = None) -> Any:
+    """A TrainConfig field that says what it is once: the CLI flags, the Train page's form, ``--config`` JSON and the
+    app's ``/start_training`` settings are all read from this (``TrainConfig.describe``)."""
+    metadata = {"help": help, "kind": kind, "flag": flag, "choices": tuple(choices) if choices else None,
+                "minimum": minimum, "maximum": maximum}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    method: str = "simclr"
-    method_params: dict[str, Any] = field(default_factory=dict)
-    encoder: str = "convnet"
-    encoder_width: int | None = None
-    data: str = "digits"
-    image_size: int = 32
-    test_fraction: float = 0.2
-    skip_bad_images: bool = False
-    tfds_data_dir: str | None = None
-    augment: str = "strong"
-    augment_params: dict[str, Any] = field(default_factory=dict)
-    probe_augment: str = "weak"
-    epochs: int = 5
-    batch_size: int = 256
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    precision: str = "fp32"
-    seed: int = 0
-    jit_compile: Any = "auto"
-    devices: int = 1
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    knn_bank_size: int = 10000
-    eval_size: int = 10000
-    log_every_steps: int = 10
-    keep_checkpoints: int = 3
+    method: str = setting("simclr", "self-supervised method (see the README table)", flag="--method",
+                          choices=METHODS)
+    method_params: dict[str, Any] = setting(help="the method's own settings (--param NAME=VALUE)", kind=dict,
+                                            factory=dict)
+    encoder: str = setting("convnet", "encoder architecture", flag="--encoder", choices=ENCODERS)
+    encoder_width: int | None = setting(None, "channels of the encoder (convnet 128, resnet18 64)", kind=int,
+                                        flag="--encoder-width", minimum=1)
+    data: str = setting("digits", "digits | tfds:cifar10 | tfds:stl10 | folder:PATH (a folder or a .zip/.tar/.tar.gz "
+                        "of one) | hf:OWNER/NAME[@REVISION][:CONFIG]", flag="--data")
+    image_size: int = setting(32, "images are resized to this square size (px)", kind=int, flag="--image-size",
+                              minimum=8, maximum=512)
+    test_fraction: float = setting(0.2, "labelled share held out for kNN/probe evaluation", kind=float,
+                                   flag="--test-fraction", minimum=0, maximum=1)
+    skip_bad_images: bool = setting(False, "skip unreadable images instead of stopping", kind=bool)
+    tfds_data_dir: str | None = setting(None, "where tensorflow-datasets keeps prepared data sets",
+                                        flag="--tfds-data-dir")
+    augment: str = setting("strong", "augmentation preset", flag="--augment", choices=PRESETS)
+    augment_params: dict[str, Any] = setting(help="augmentation settings over the preset (--augment-param NAME=VALUE)",
+                                             kind=dict, factory=dict)
+    probe_augment: str = setting("weak", "augmentation of the online probe's view", choices=PRESETS)
+    epochs: int = setting(5, "passes over the training images", kind=int, flag="--epochs", minimum=1)
+    batch_size: int = setting(256, "images per step (each gives two views)", kind=int, flag="--batch-size", minimum=2)
+    optimizer: str = setting("adam", "optimizer", flag="--optimizer", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "peak learning rate", kind=float, flag="--lr", minimum=0)
+    weight_decay: float = setting(0.0, "weight decay (adamw, sgd)", kind=float, flag="--weight-decay", minimum=0)
+    schedule: str = setting("cosine", "learning-rate schedule", flag="--schedule", choices=SCHEDULES)
+    warmup_epochs: float = setting(0.0, "linear warm-up length (epochs)", kind=float, flag="--warmup-epochs", minimum=0)
+    precision: str = setting("fp32", "fp32, bf16 (mixed bfloat16) or fp16", flag="--precision", choices=PRECISIONS)
+    seed: int = setting(0, "seed for weights, augmentation and data order", kind=int, flag="--seed")
+    jit_compile: Any = setting("auto", "XLA-compile the train step: auto, true or false", kind=object)
+    devices: int = setting(1, "devices to split each batch over (JAX; 0 = all visible)", kind=int, flag="--devices",
+                           minimum=0)
+    knn_k: int = setting(200, "neighbours in the kNN evaluation", kind=int, flag="--knn-k", minimum=1)
+    knn_temperature: float = setting(0.1, "temperature of the kNN votes", kind=float, minimum=0)
+    knn_bank_size: int = setting(10000, "training images in the kNN bank during training", kind=int, minimum=1)
+    eval_size: int = setting(10000, "held-out images evaluated each epoch during training", kind=int, minimum=1)
+    log_every_steps: int = setting(10, "steps between metric reads (each is a device → host sync)", kind=int,
+                                   flag="--log-every", minimum=1)
+    keep_checkpoints: int = setting(3, "checkpoints kept (0 keeps all)", kind=int, flag="--keep-checkpoints",
+                                    minimum=0)
+
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """Every setting: name, default, kind, help, flag, choices, minimum and maximum (as MethodParams.describe)."""
+        rows = []
+        for item in dataclasses.fields(cls):
+            default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+            rows.append({"name": item.name, "default": default, **item.metadata})
+        return rows
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> "TrainConfig":
+        """A TrainConfig from text or JSON values (a form, a client, a flag): each value becomes its setting's kind."""
+        kinds = {row["name"]: row["kind"] for row in cls.describe()}
+        return cls.from_dict({name: parse_value(value, kinds[name], name) if name in kinds else value
+                              for name, value in values.items()})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -78,25 +117,59 @@ class TrainConfig:
             if not condition:
                 raise ValueError(message)
 
+        require(self.batch_size >= 2, f"batch_size must be at least 2 (contrastive losses need other images); got {self.batch_size}")
+        for row in self.describe():   # the ranges each setting declares
+            value, low, high = getattr(self, row["name"]), row["minimum"], row["maximum"]
+            if row["kind"] in (int, float) and value is not None:
+                require(low is None or value >= low, f"{row['name']} must be at least {low}; got {value}")
+                require(high is None or value <= high, f"{row['name']} must be at most {high}; got {value}")
+        require(self.knn_temperature > 0, f"knn_temperature must be positive; got {self.knn_temperature}")
         require(self.encoder in ENCODERS, f"Unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         require(self.precision in PRECISIONS, f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         require(self.optimizer in OPTIMIZERS, f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"Unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        require(self.epochs >= 1, f"epochs must be at least 1; got {self.epochs}")
-        require(self.batch_size >= 2, f"batch_size must be at least 2 (contrastive losses need other images); got {self.batch_size}")
         require(self.learning_rate > 0, f"learning_rate must be positive; got {self.learning_rate}")
-        require(self.weight_decay >= 0, f"weight_decay must not be negative; got {self.weight_decay}")
         require(0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs); got {self.warmup_epochs}")
         require(self.image_size >= MIN_IMAGE_SIZE[self.encoder],
                 f"image_size {self.image_size} is too small for {self.encoder} (minimum {MIN_IMAGE_SIZE[self.encoder]})")
-        require(self.image_size <= 512, f"image_size {self.image_size} is larger than this tool supports (512)")
         require(0 < self.test_fraction < 1, f"test_fraction must be between 0 and 1; got {self.test_fraction}")
-        require(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k must be ≥ 1 and knn_temperature > 0")
-        require(self.log_every_steps >= 1, "log_every_steps must be at least 1")
-        require(self.devices >= 0, f"devices must be ≥ 0 (0 = all visible); got {self.devices}")
         self.full_method_params(num_images)
         self.full_augment()
         augment_config(self.probe_augment).validate()
         if num_images is not None:
             require(self.batch_size <= num_images,
                     f"batch_size {self.batch_size} is larger than the {num_images} training images; lower it to at most {num_images}")
+
+
+def parse_value(value: Any, kind: type, name: str) -> Any:
+    """One reader from text (a flag, a form, JSON's 32.0 for 32) to a setting's kind, so an error is about the setting
+    ("epochs must be a whole number"), not about a float where an int belongs."""
+    if value is None or kind in (str, dict, object):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return text in ("1", "true", "yes", "on")
+        if kind is int:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError):
+        what = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        raise ValueError(f"{name} must be {what}; got {value!r}") from None
+    return value
+
+
+def kind_of(default: Any) -> type:
+    """The kind of a setting known only by its default (a method's hyperparameter)."""
+    for kind in (bool, int, float, str):
+        if isinstance(default, kind):
+            return kind
+    return object

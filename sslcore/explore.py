@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from sslcore import evaluate
-from sslcore.data import Dataset, decode_image, load
-from sslcore.runs import RunDir
+from sslcore.data import decode_image
+from sslcore.run import LoadedModel, Run, embed_with, load_run_data
 
 # Caps that keep the page responsive on a laptop CPU: a bigger bank barely changes what neighbours look like.
 MAX_BANK_IMAGES = 10_000
@@ -47,7 +47,7 @@ class RunEmbeddings:
     memo: dict = field(default_factory=dict)   # t-SNE and kNN results, computed on first use
 
     def embed(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.encoder.predict(images.astype("float32"), batch_size=256, verbose=0), dtype="float32")
+        return embed_with(self.encoder, images)
 
     def class_name(self, label) -> str:
         if label is None:
@@ -59,24 +59,9 @@ _cache: "OrderedDict[tuple, RunEmbeddings]" = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def finished_run(path: str | os.PathLike) -> RunDir:
-    run = RunDir(path)
-    if not run.exists():
-        raise ValueError(f"{path} is not a run folder")
-    if not run.encoder_path.exists():
-        raise ValueError(f"Run {run.name} has no trained encoder yet (it has not finished): finish or resume it first")
-    return run
-
-
-@functools.lru_cache(maxsize=4)
-def _dataset(source: str, image_size: int, test_fraction: float, seed: int) -> Dataset:
-    return load(source, image_size, test_fraction=test_fraction, seed=seed)
-
-
-def run_dataset(config: dict) -> Dataset:
-    """The run's data with the run's own split, so indices match what the trainer evaluated."""
-    return _dataset(config["data"], int(config["image_size"]), float(config.get("test_fraction", 0.2)),
-                    int(config.get("seed", 0)))
+def finished_run(path: str | os.PathLike) -> Run:
+    """The finished run at ``path`` (ValueError, or RunNotFinished, saying what to do otherwise)."""
+    return Run(path)
 
 
 def load_run(path: str | os.PathLike, token: str | None = None) -> RunEmbeddings:
@@ -87,18 +72,16 @@ def load_run(path: str | os.PathLike, token: str | None = None) -> RunEmbeddings
     if hub.is_hub_model(path):
         model = load_model(path, token)
         key, location, config, load_encoder = (os.fspath(path),), Path(os.fspath(path)), model.config, lambda: model.encoder
+        load_data = lambda: load_run_data(config)
     else:
-        import keras
-
-        run = finished_run(path)
-        key, location, config = (str(run.path.resolve()), run.encoder_path.stat().st_mtime_ns), run.path, None
-        load_encoder = lambda: keras.saving.load_model(run.encoder_path, compile=False)
+        run = Run(path)
+        key, location, config = (str(run.path.resolve()), *run.version), run.path, run.config
+        load_encoder, load_data = lambda: run.encoder, run.dataset
     with _cache_lock:  # one embedding pass per run, even when two tabs ask at once
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        config = config or run.config()
-        data = run_dataset(config)
+        data = load_data()
         rng = np.random.default_rng(0)
         # The bank is the labelled pool when there is one (STL-10's unlabelled images carry no class to show).
         labelled = data.labelled_images is not None
@@ -191,30 +174,21 @@ def neighbors(embeddings: RunEmbeddings, *, index: int | None = None, image: np.
 
 
 @functools.lru_cache(maxsize=CACHED_RUNS)
-@functools.lru_cache(maxsize=4)
-def _loaded_model(source: str, version, token: str | None):
-    """Encoder + classifier of a run folder or a Hub model, kept in memory (``version`` changes when a run's
-    files are rewritten, so a re-trained run is loaded again)."""
+def _hub_model(source: str, token: str | None):
+    """A Hub model, kept in memory (its download is in the Hugging Face cache anyway)."""
     from sslcore import hub
 
     return hub.load(source, token=token)
 
 
-def load_model(source: str | os.PathLike, token: str | None = None):
+def load_model(source: str | os.PathLike, token: str | None = None) -> LoadedModel:
     """A finished run folder or a Hub model id (``hf://USER/NAME`` or ``USER/NAME``), ready to embed and classify."""
     from sslcore import hub
 
     source = os.fspath(source)
     if hub.is_hub_model(source):
-        return _loaded_model(source, None, token or None)
-    run = RunDir(source)
-    if not run.exists():
-        raise ValueError(f"{source} is not a run folder")
-    if not run.encoder_path.exists():
-        raise ValueError(f"Run {run.name} has not finished, so it has no classifier or encoder yet: "
-                         "pick a finished run, or resume this one")
-    files = [path for path in (run.encoder_path, run.classifier_path) if path.exists()]
-    return _loaded_model(str(run.path.resolve()), tuple(path.stat().st_mtime_ns for path in files), None)
+        return _hub_model(source, token or None)
+    return Run(source).model(source)
 
 
 def classify_files(source: str | os.PathLike, files: Sequence[str | os.PathLike], top_k: int = 3,

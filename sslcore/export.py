@@ -24,7 +24,6 @@ a larger folder is exported as an evenly spread sample of that many (``Projector
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from sslcore.data import FolderImages, load_folder
+from sslcore.run import Run, embed_with
 
 # The projector's sprite limit (MAX_SPRITE_IMAGE_SIZE_PX in its data-provider.ts).
 MAX_SPRITE_PIXELS = 8192
@@ -48,33 +48,13 @@ PREDICT_BATCH = 512
 # ---------------------------------------------------------------------------------------------- embedding
 
 
-def finished_run_dir(run):
-    """The RunDir of a finished run (one with encoder.keras), or a ValueError that says what to do."""
-    from sslcore.runs import RunDir
-
-    run_dir = run if hasattr(run, "encoder_path") else RunDir(run)
-    if not run_dir.exists():
-        raise ValueError(f"{run_dir.path} is not a run folder (no config.json): give the --out folder of `sslcore train`")
-    if not run_dir.encoder_path.exists():
-        raise ValueError(f"Run {run_dir.name} has no encoder.keras yet (it has not finished): finish or resume it first")
-    return run_dir
-
-
-@functools.lru_cache(maxsize=4)
-def _load_encoder(path: str, mtime_ns: int):
-    import keras
-
-    return keras.saving.load_model(path, compile=False)
-
-
 def load_encoder(run):
-    """The run's ``encoder.keras`` (kept in memory: the app embeds with the same run again and again)."""
-    path = finished_run_dir(run).encoder_path
-    return _load_encoder(str(path.resolve()), path.stat().st_mtime_ns)
+    """The encoder of a finished run (a path or RunDir), kept in memory by ``sslcore.run``."""
+    return Run(run).encoder
 
 
 def run_image_size(run) -> int:
-    return int(finished_run_dir(run).config()["image_size"])
+    return Run(run).image_size
 
 
 def embed(encoder, images: np.ndarray, *, flip_average: bool = True, chunk: int = EMBED_CHUNK) -> np.ndarray:
@@ -101,7 +81,7 @@ def embed(encoder, images: np.ndarray, *, flip_average: bool = True, chunk: int 
 
 
 def _predict(encoder, batch: np.ndarray) -> np.ndarray:
-    return np.asarray(encoder.predict(np.ascontiguousarray(batch), batch_size=PREDICT_BATCH, verbose=0), dtype=np.float32)
+    return embed_with(encoder, np.ascontiguousarray(batch), PREDICT_BATCH)
 
 
 def folder_path(data) -> str:

@@ -17,7 +17,7 @@ import keras
 
 from sslcore.augment import Augmenter
 from sslcore.encoders import build_encoder
-from sslcore.explore import finished_run, run_dataset
+from sslcore.run import Run
 from sslcore.runs import write_json_atomic
 
 MAX_EPOCHS = 30
@@ -63,9 +63,9 @@ def baseline_vs_finetune(run_path: str | os.PathLike, *, epochs: int = 10, batch
     """Train both classifiers; returns (and saves as ``finetune.json`` in the run) their per-epoch histories."""
     if not 1 <= int(epochs) <= MAX_EPOCHS:
         raise ValueError(f"epochs must be between 1 and {MAX_EPOCHS}; got {epochs}")
-    run = finished_run(run_path)
-    config = run.config()
-    data = run_dataset(config)
+    run = Run(run_path)
+    config = run.config
+    data = run.dataset()
     if data.labelled_images is None or data.test_images is None:
         raise ValueError(f"Run {run.name} was trained on unlabelled data ({config['data']}): "
                          "a baseline and a fine-tune need labelled images")
@@ -74,7 +74,7 @@ def baseline_vs_finetune(run_path: str | os.PathLike, *, epochs: int = 10, batch
     batch_size = max(2, min(int(batch_size), len(x_train)))
     started = time.perf_counter()
     encoders = {"baseline": lambda: pixels_encoder_from_scratch(config),
-                "finetuned": lambda: keras.saving.load_model(run.encoder_path, compile=False)}
+                "finetuned": lambda: keras.saving.load_model(run.dir.encoder_path, compile=False)}
     histories = {}
     for name, make_encoder in encoders.items():
         keras.utils.set_random_seed(seed)   # the same head initialisation and batch order for both

@@ -27,14 +27,14 @@ import re
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from sslcore.runs import RunDir, write_json_atomic
+from sslcore.run import LoadedModel, Run, RunNotFinished
+from sslcore.runs import write_json_atomic
 
 RETRY_ATTEMPTS = 3            # tries of each Hub call that fails on the network or with a 5xx / 429
 RETRY_BACKOFF_SECONDS = 1.0   # wait before the 2nd try; doubles each time
@@ -300,14 +300,15 @@ def connect(repo_id: str, *, token: str | None = None, endpoint: str | None = No
     return session
 
 
-def finished_run(run_dir: str | os.PathLike) -> RunDir:
-    run = RunDir(run_dir)
-    if not run.exists():
-        raise HubError(f"{run_dir} is not a run folder (no config.json)", kind="no_model")
-    if not run.encoder_path.exists():
-        raise HubError(f"Run {run.name} has no trained model (no encoder.keras): it has not finished. Resume it "
-                       "(python -m sslcore train --resume --out RUN) and push once it has.", kind="no_model")
-    return run
+def finished_run(run_dir: str | os.PathLike) -> Run:
+    """The run to push, or a HubError (kind no_model) that the CLI turns into exit code 2."""
+    try:
+        return Run(run_dir)
+    except RunNotFinished:
+        raise HubError(f"Run {Path(run_dir).name} has no trained model (no encoder.keras): it has not finished. Resume "
+                       "it (python -m sslcore train --resume --out RUN) and push once it has.", kind="no_model") from None
+    except ValueError:
+        raise HubError(f"{run_dir} is not a run folder (no config.json)", kind="no_model") from None
 
 
 def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool = False,
@@ -326,7 +327,7 @@ def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, 
                       progress=say)  # before measuring anything
     api, repo_id, endpoint = session.api, session.repo_id, session.context.endpoint
 
-    config = run.config()
+    config = run.config
     with tempfile.TemporaryDirectory(prefix="sslcore-push-") as staging:
         stage = Path(staging)
         say("measuring kNN and linear accuracy" if evaluate else "reading the run")
@@ -365,20 +366,23 @@ def _version() -> str:
         return ""
 
 
-def _evaluation(run: RunDir, config: dict, evaluate: bool) -> tuple[dict | None, list[str], dict | None]:
+def _evaluation(run: Run, config: dict, evaluate: bool) -> tuple[dict | None, list[str], dict | None]:
     """(figures for the card, class names, held-out features for the t-SNE image)."""
-    classifier_classes = _classifier_classes(run)
     try:
-        data = _run_data(config)
+        data = run.dataset()
     except Exception as error:  # noqa: BLE001 - the data may be gone; say so, or push without measuring
         if evaluate:
             raise HubError(f"push measures kNN and linear accuracy on the run's data and reads its class names, but "
                            f"{config.get('data')} cannot be loaded here ({error}). Make the data available, or push "
                            "with --no-eval to report the training-time kNN figure instead.", kind="no_data") from None
         data = None
-    class_names = list(data.class_names) if data is not None else [str(i) for i in range(classifier_classes)]
+    if data is not None:
+        class_names = list(data.class_names)
+    else:
+        classifier = run.classifier
+        class_names = [str(i) for i in range(int(classifier.output_shape[-1]) if classifier is not None else 0)]
     if not evaluate or data is None or data.test_images is None or data.labelled_images is None:
-        last = next((row for row in reversed(run.epochs()) if row.get("knn_accuracy") is not None), None)
+        last = next((row for row in reversed(run.dir.epochs()) if row.get("knn_accuracy") is not None), None)
         if last is None:
             return None, class_names, None
         evaluation = {"knn_accuracy": last["knn_accuracy"], "linear_accuracy": None,
@@ -388,47 +392,12 @@ def _evaluation(run: RunDir, config: dict, evaluate: bool) -> tuple[dict | None,
                                   "test split capped at the config's knn_bank_size / eval_size); the linear probe was "
                                   "not measured (pushed without evaluation)."}
         return evaluation, class_names, None
-    import keras
-
-    from sslcore import evaluate as protocol
-
-    encoder = keras.saving.load_model(run.encoder_path, compile=False)
-    embed = lambda images: np.asarray(encoder.predict(images.astype("float32"), batch_size=256, verbose=0), dtype="float32")
-    bank, bank_labels = embed(data.labelled_images), data.labelled_labels
-    test, test_labels = embed(data.test_images), data.test_labels
-    k, temperature = int(config.get("knn_k", 200)), float(config.get("knn_temperature", 0.1))
-    evaluation = {"knn_accuracy": protocol.knn_accuracy(bank, bank_labels, test, test_labels, k=k, temperature=temperature),
-                  "linear_accuracy": protocol.linear_accuracy(bank, bank_labels, test, test_labels),
-                  "knn_k": k, "knn_temperature": temperature, "train_images": int(len(bank)),
-                  "test_images": int(len(test)), "measured": "Measured when the model was pushed."}
-    return evaluation, class_names, {"features": test, "labels": test_labels}
+    evaluation = run.evaluate(data)
+    features = {"features": evaluation.pop("test_features"), "labels": evaluation.pop("test_labels")}
+    return {**evaluation, "measured": "Measured when the model was pushed."}, class_names, features
 
 
-def _run_data(config: dict):
-    from sslcore.data import load
-
-    return load(config["data"], int(config["image_size"]), test_fraction=float(config.get("test_fraction", 0.2)),
-                seed=int(config.get("seed", 0)), skip_bad_images=bool(config.get("skip_bad_images", False)),
-                tfds_data_dir=config.get("tfds_data_dir"))
-
-
-def _classifier_classes(run: RunDir) -> int:
-    """How many classes classifier.keras predicts, read from its saved config (no model build)."""
-    if not run.classifier_path.exists():
-        return 0
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(run.classifier_path) as archive:
-            text = archive.read("config.json").decode()
-        units = [int(u) for u in re.findall(r'"units":\s*(\d+)', text)]
-        return units[-1] if units else 0
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError):
-        return 0
-
-
-def _stage_files(run: RunDir, config: dict, class_names: list[str], stage: Path) -> tuple[list[str], list[str]]:
+def _stage_files(run: Run, config: dict, class_names: list[str], stage: Path) -> tuple[list[str], list[str]]:
     files, notes = [], []
     for name in PUSHED_FILES:
         source = run.path / name
@@ -443,7 +412,7 @@ def _stage_files(run: RunDir, config: dict, class_names: list[str], stage: Path)
     return files, notes
 
 
-def _write_images(run: RunDir, class_names: list[str], features: dict | None, stage: Path,
+def _write_images(run: Run, class_names: list[str], features: dict | None, stage: Path,
                   say: Callable[[str], None]) -> tuple[list[str], list[str]]:
     """Training curves and t-SNE as PNG through sslcore.plots, when plotly can write PNGs; else a note saying why."""
     try:
@@ -456,7 +425,7 @@ def _write_images(run: RunDir, class_names: list[str], features: dict | None, st
     written, notes = [], []
     say("drawing the training curves and t-SNE")
     try:
-        figure = plots.training_figure([(run.name, run.steps(), run.epochs())])
+        figure = plots.training_figure([(run.name, run.dir.steps(), run.dir.epochs())])
         figure.write_image(stage / "training_curves.png", width=1000, height=560)
         written.append("training_curves.png")
     except Exception as error:  # noqa: BLE001 - an image is never worth failing a push
@@ -476,54 +445,6 @@ def _write_images(run: RunDir, class_names: list[str], features: dict | None, st
 
 
 # ---------------------------------------------------------------------------------------------- load
-
-
-@dataclass
-class LoadedModel:
-    """A run's encoder and classifier with what it takes to use them on image files."""
-    encoder: Any
-    classifier: Any | None
-    class_names: list[str]
-    image_size: int
-    config: dict
-    source: str
-
-    def embed(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Features for uint8 (or 0–255 float) images of shape (N, S, S, 3)."""
-        return np.asarray(self.encoder.predict(np.asarray(images, dtype="float32"), batch_size=batch_size, verbose=0),
-                          dtype="float32")
-
-    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities (N, classes)."""
-        if self.classifier is None:
-            raise ValueError(f"{self.source} has no classifier (its data had no labels): use embed() for features")
-        return np.asarray(self.classifier.predict(np.asarray(images, dtype="float32"), batch_size=batch_size,
-                                                  verbose=0), dtype="float64")
-
-    def classify_files(self, files: Sequence[str | os.PathLike], top_k: int = 3,
-                       names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Top classes of each image file; a file that is not an image gets its own error instead."""
-        from sslcore.data import DataError, decode_image
-
-        if self.classifier is None:
-            raise ValueError(f"{self.source} has no classifier (its data had no labels), so it cannot classify")
-        results, decoded = [], []
-        for position, file in enumerate(files):
-            name = names[position] if names else os.fspath(file)
-            try:
-                decoded.append((len(results), decode_image(file, self.image_size, name=name)))
-                results.append({"file": name, "predictions": [], "error": None})
-            except DataError as error:
-                results.append({"file": name, "predictions": [], "error": str(error)})
-        if decoded:
-            probabilities = self.predict(np.stack([image for _, image in decoded]))
-            for (position, image), scores in zip(decoded, probabilities):
-                top = np.argsort(scores)[::-1][: max(1, int(top_k))]
-                results[position]["predictions"] = [
-                    {"class": self.class_names[i] if i < len(self.class_names) else str(i),
-                     "probability": float(scores[i])} for i in top]
-                results[position]["image"] = image  # the decoded picture, as the model saw it
-        return results
 
 
 def is_hub_model(source: str | os.PathLike) -> bool:
@@ -549,7 +470,7 @@ def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | 
         folder, label = Path(source), source
     else:
         raise FileNotFoundError(f"{source} is neither a run folder nor a Hub model (hf://USER/NAME)")
-    return _load_folder(Path(folder), label)
+    return Run(folder).model(label)
 
 
 def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, backoff_seconds) -> Path:
@@ -577,35 +498,3 @@ def _saved_token() -> str | None:
         return get_token()
     except Exception:  # noqa: BLE001
         return None
-
-
-def _load_folder(folder: Path, label: str) -> LoadedModel:
-    import json
-
-    import keras
-
-    run = RunDir(folder)
-    if not run.encoder_path.exists():
-        raise HubError(f"{label} has no trained model (no encoder.keras): "
-                       + ("it has not finished" if run.exists() else "it is not an sslcore run or model"),
-                       kind="no_model")
-    config = json.loads(run.config_path.read_text()) if run.config_path.exists() else {}
-    encoder = keras.saving.load_model(run.encoder_path, compile=False)
-    classifier = keras.saving.load_model(run.classifier_path, compile=False) if run.classifier_path.exists() else None
-    image_size = int(config.get("image_size") or encoder.input_shape[1])
-    class_names = config.get("class_names")
-    if class_names is None and classifier is not None:
-        class_names = _class_names_from_data(config, int(classifier.output_shape[-1]), label)
-    extras = ("class_names", "num_classes", "sslcore_version")
-    return LoadedModel(encoder=encoder, classifier=classifier, class_names=list(class_names or []),
-                       image_size=image_size, config={k: v for k, v in config.items() if k not in extras}, source=label)
-
-
-def _class_names_from_data(config: dict, count: int, label: str) -> list[str]:
-    """A local run folder does not record class names: they are the data's (the same split the trainer used)."""
-    try:
-        return list(_run_data(config).class_names)
-    except Exception as error:  # noqa: BLE001
-        warnings.warn(f"{label}: class names unknown ({config.get('data')} cannot be loaded: {error}); "
-                      "classes are shown by index")
-        return [str(i) for i in range(count)]

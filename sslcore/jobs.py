@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sslcore.backend import installed_backends
-from sslcore.config import TrainConfig
+from sslcore.config import TrainConfig, kind_of, parse_value
 from sslcore.runs import RunDir, list_runs, write_json_atomic
 
 RUNS_ENV, MAX_JOBS_ENV = "SSLCORE_RUNS", "SSLCORE_MAX_JOBS"
@@ -61,22 +61,10 @@ def max_jobs_from_env(default: int = 1) -> int:
 
 
 def config_from_settings(settings: dict[str, Any] | TrainConfig) -> TrainConfig:
-    """A validated TrainConfig from a form or a JSON client.
-
-    Forms and JSON hand over 32.0 for 32 and "0.1" for 0.1; each value is converted to the type of its
-    default first, so the error a user sees is about the setting, not about a float where an int belongs.
-    """
-    if isinstance(settings, TrainConfig):
-        config = dataclasses.replace(settings)
-    else:
-        values = dict(settings or {})
-        defaults = TrainConfig()
-        for name, value in list(values.items()):
-            if hasattr(defaults, name):
-                values[name] = _like(getattr(defaults, name), value, name)
-        config = TrainConfig.from_dict(values)
+    """A validated TrainConfig from a form or a JSON client (text and 32.0 for 32 read by ``sslcore.config``)."""
+    config = dataclasses.replace(settings) if isinstance(settings, TrainConfig) else TrainConfig.parse(dict(settings or {}))
     method_defaults = {item["name"]: item["default"] for item in _method_fields(config.method)}
-    config.method_params = {name: _like(method_defaults.get(name), value, name)
+    config.method_params = {name: parse_value(value, kind_of(method_defaults.get(name)), name)
                             for name, value in (config.method_params or {}).items()}
     config.validate()
     check_source(config.data)
@@ -89,26 +77,6 @@ def _method_fields(method: str) -> list[dict]:
     from sslcore.methods import method_class
 
     return method_class(method).Params.describe()
-
-
-def _like(default, value, name: str):
-    """``value`` converted to the type of ``default`` (int, float or bool); anything else as it is."""
-    if value is None or isinstance(default, str) or default is None:
-        return value
-    try:
-        if isinstance(default, bool):
-            return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            number = float(value)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if isinstance(default, float):
-            return float(value)
-    except (TypeError, ValueError):
-        kind = "a whole number" if isinstance(default, int) else "a number"
-        raise ValueError(f"{name} must be {kind}; got {value!r}") from None
-    return value
 
 
 def check_source(source: str) -> None:
@@ -458,7 +426,7 @@ class JobManager:
             log.flush()
             # A session of its own: Ctrl+C in the app's terminal does not kill the run (Stop does, cleanly).
             job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           cwd=str(PROJECT_ROOT), env=environment, start_new_session=True)
+                                           env=environment, start_new_session=True)   # our cwd: paths may be relative
         write_json_atomic(run.path / JOB_FILE, {"pid": job.process.pid, "backend": job.backend, "resume": job.resume,
                                                 "command": command, "started": time.time()})
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from sslcore import evaluate
 from sslcore.config import TrainConfig
-from sslcore.data import Dataset, load
+from sslcore.data import Dataset
+from sslcore.run import load_run_data
 from sslcore.distribute import check_batch_size, data_parallel
 from sslcore.model import SSLModel
 from sslcore.runs import RunDir, process_started_at, write_json_atomic
@@ -115,9 +116,7 @@ class Trainer:
     def prepare(self) -> None:
         config = self.config
         if self.dataset is None:
-            self.dataset = load(config.data, config.image_size, test_fraction=config.test_fraction, seed=config.seed,
-                                skip_bad_images=config.skip_bad_images, tfds_data_dir=config.tfds_data_dir,
-                                progress=self.loading_progress)
+            self.dataset = load_run_data(config.to_dict(), progress=self.loading_progress)
         data = self.dataset
         config.validate(len(data.train_images))
         self.steps_per_epoch = len(data.train_images) // config.batch_size

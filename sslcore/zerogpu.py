@@ -171,10 +171,8 @@ ABOUT_CHUNKS = (
 def warm_data_cache(run: RunDir) -> None:
     """Decode (or download) the run's data here, before the first GPU call: a folder, archive or Hub dataset then
     loads from sslcore's cache inside each call instead of spending the visitor's GPU seconds on decoding."""
-    from sslcore.config import TrainConfig
-    from sslcore.data import load
+    from sslcore.run import load_run_data
 
-    config = TrainConfig.from_run_config(run.config())
-    if config.data.partition(":")[0] in ("folder", "hf"):
-        load(config.data, config.image_size, test_fraction=config.test_fraction, seed=config.seed,
-             skip_bad_images=config.skip_bad_images, tfds_data_dir=config.tfds_data_dir)
+    config = run.config()
+    if config["data"].partition(":")[0] in ("folder", "hf"):
+        load_run_data(config)

@@ -2,33 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
-# Training settings that map one-to-one from --flag to TrainConfig field.
-_CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
-    ("--method", "method", str, "self-supervised method (see the README table)"),
-    ("--encoder", "encoder", str, "convnet, resnet18 or resnet50"),
-    ("--encoder-width", "encoder_width", int, "channels of the encoder (convnet 128, resnet18 64)"),
-    ("--data", "data", str, "digits | tfds:cifar10 | tfds:stl10 | folder:PATH (a folder or a .zip/.tar/.tar.gz of one) | hf:OWNER/NAME[@REVISION][:CONFIG]"),
-    ("--image-size", "image_size", int, "images are resized to this square size"),
-    ("--test-fraction", "test_fraction", float, "labelled share held out for kNN/probe evaluation"),
-    ("--tfds-data-dir", "tfds_data_dir", str, "where tensorflow-datasets keeps prepared data sets"),
-    ("--augment", "augment", str, "augmentation preset: weak, strong or simclr"),
-    ("--epochs", "epochs", int, "passes over the training images"),
-    ("--batch-size", "batch_size", int, "images per step (each gives two views)"),
-    ("--optimizer", "optimizer", str, "adam, adamw or sgd"),
-    ("--lr", "learning_rate", float, "peak learning rate"),
-    ("--weight-decay", "weight_decay", float, "weight decay (adamw, sgd)"),
-    ("--schedule", "schedule", str, "cosine or constant"),
-    ("--warmup-epochs", "warmup_epochs", float, "linear warm-up length"),
-    ("--precision", "precision", str, "fp32, bf16 (mixed bfloat16) or fp16"),
-    ("--seed", "seed", int, "seed for weights, augmentation and data order"),
-    ("--knn-k", "knn_k", int, "neighbours in the kNN evaluation"),
-    ("--keep-checkpoints", "keep_checkpoints", int, "checkpoints kept (0 keeps all)"),
-    ("--log-every", "log_every_steps", int, "steps between metric reads (host syncs)"),
-    ("--devices", "devices", int, "devices to split each batch over (JAX; 0 = all visible)"),
-]
+def _config_flags() -> list[dict[str, Any]]:
+    """The TrainConfig settings that are flags, as the config describes them (sslcore.config.setting)."""
+    from sslcore.config import TrainConfig
+
+    return [row for row in TrainConfig.describe() if row["flag"]]
+
+
+def _read_flag(text: str, *, kind: type, flag: str, parse) -> Any:
+    try:
+        return parse(text, kind, flag)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
@@ -42,8 +31,14 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for flag, field, kind, help_text in _CONFIG_FLAGS:
-        parser.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+    from sslcore.config import parse_value
+
+    for row in _config_flags():
+        reader = functools.partial(_read_flag, kind=row["kind"], flag=row["flag"], parse=parse_value)
+        help_text = row["help"] + (f" ({', '.join(row['choices'])}; default {row['default']})" if row["choices"]
+                                   else f" (default {row['default']})")
+        # Choices are checked by TrainConfig.validate, so a wrong one gets the same message from the CLI and the app.
+        parser.add_argument(row["flag"], dest=row["name"], type=reader, default=None, help=help_text)
     parser.add_argument("--config", metavar="FILE", help="JSON of training settings (a run's config.json works); "
                                                          "flags given beside it override it")
     parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method hyperparameter, e.g. temperature=0.2")
@@ -55,7 +50,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_values(args) -> dict[str, Any]:
     values = _config_file(args.config) if getattr(args, "config", None) else {}
-    values.update({field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS if getattr(args, field) is not None})
+    values.update({row["name"]: getattr(args, row["name"]) for row in _config_flags()
+                   if getattr(args, row["name"]) is not None})
     method_values = {**values.get("method_params", {}), **key_values(args.param, "--param")}
     if args.temperature is not None:
         method_values["temperature"] = args.temperature
