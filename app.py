@@ -7,6 +7,8 @@ Space, training and every other accelerator call go through ``@spaces.GPU`` func
 """
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 
 import sslcore
@@ -57,7 +59,8 @@ def build_app(jobs: JobManager | None = None) -> gr.Blocks:
             with gr.Tab(page.TITLE, id=page.TITLE.lower()) as tab:
                 page.build(context, tab)
         uploads.register_api(context)
-    # Previews, explorer and classifier have their own concurrency groups; this caps whatever else is queued.
+    # CPU-heavy events have their own capped groups (preview 8, of which 2 compute; explore 1, audit 1, classify 2,
+    # finetune 1); Stop and a run's status an unlimited one (pages.train.CONTROL_EVENTS). This caps the rest.
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 
@@ -71,6 +74,7 @@ def launch_options() -> dict:
 
 def main() -> None:
     # server_name / server_port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (default 127.0.0.1:7860).
+    threading.Thread(target=augment.warm_default_preview, daemon=True).start()
     build_app().launch(**launch_options())
 
 

@@ -1,6 +1,8 @@
 """Augment: see what random views look like before training on them."""
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 
 from pages import images as image_files
@@ -15,6 +17,10 @@ CONTROLS_PER_ROW = 4
 # Previews by their inputs (the resolved data source, never the name a visitor picked: upload:NAME is per visitor).
 # Every new visitor's page asks for the same default preview on arrival; it is computed once per server.
 PREVIEW_CACHE = image_files.ResultCache(64)
+# The "preview" queue group lets PREVIEW_LIMIT events in at once so a cached preview never waits behind one being
+# computed; at most COMPUTING of them compute at a time (2 CPU cores on a Space, shared with training).
+PREVIEW_LIMIT, COMPUTING = 8, 2
+_computing = threading.BoundedSemaphore(COMPUTING)
 
 
 def _images(source: str, upload, count: int, image_size: int, seed: int):
@@ -38,6 +44,10 @@ def preview_grids(source: str, upload, images: int, draws: int, image_size: int,
     config = preview.config_from_controls(settings)   # checks the settings before anything is cached
 
     def compute():
+        with _computing:
+            return draw()
+
+    def draw():
         pictures = _images(source, upload, images, image_size, seed)
         grids = [preview.preview_augmentations(pictures, config, draws, seed)]
         if presets:
@@ -47,6 +57,15 @@ def preview_grids(source: str, upload, images: int, draws: int, image_size: int,
     if upload:
         return compute()
     return PREVIEW_CACHE.get((source, images, draws, image_size, seed, repr(config), presets), compute)
+
+
+def warm_default_preview() -> None:
+    """Compute what every new visitor's page asks for on arrival (digits, seed 0), so the first one waits no more than
+    the next; ``python app.py`` calls it in the background at start."""
+    try:
+        preview_grids("digits", None, 4, 4, 64, 0, preview.control_values("strong"))
+    except Exception:  # noqa: BLE001 - a warm-up only; the first visitor computes it then
+        pass
 
 
 def build(context: AppContext, tab: gr.Tab) -> None:
@@ -103,7 +122,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                              presets=False)
 
     all_outputs = [custom, *presets.values(), status]
-    event = dict(inputs_kwargs={**common_inputs, **controls}, concurrency_id="preview", concurrency_limit=2,
+    event = dict(inputs_kwargs={**common_inputs, **controls}, concurrency_id="preview", concurrency_limit=PREVIEW_LIMIT,
                  trigger_mode="always_last", show_progress="minimal")
     gr.on([dataset.change, folder.submit, upload.change, count.release, draws.release, image_size.release, seed.submit,
            context.demo.load], preview_all, outputs=all_outputs, api_name="preview", **event)

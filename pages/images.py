@@ -30,6 +30,7 @@ from PIL import Image
 IMAGE_ROOT = Path(get_upload_folder()) / "sslcore-images"
 UNUSED_SECONDS = 24 * 3600.0      # a picture nobody was handed for this long is deleted (by the next prune)
 PRUNE_EVERY_SECONDS = 600.0
+TOUCH_AFTER_SECONDS = 3600.0      # a picture handed out again gets a new time when its last one is this old
 _last_prune = time.monotonic()
 _prune_lock = threading.Lock()
 
@@ -64,8 +65,10 @@ def gallery(items: list[tuple[np.ndarray, str]]) -> list[tuple[str, str]]:
 
 
 def _touch(path: Path) -> None:
+    """Mark a picture as still in use, so the prune keeps it: its time only (never its bytes), at most hourly."""
     try:
-        os.utime(path)   # still in use: the prune keeps it
+        if time.time() - path.stat().st_mtime > TOUCH_AFTER_SECONDS:
+            os.utime(path)
     except OSError:
         pass
 

@@ -20,8 +20,10 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/de
 fi
 
 export PYTHONDONTWRITEBYTECODE=1
-# Both phases always run, so one report shows every failure; the script fails if either did.
+# The lint and every test phase always run, so one report shows every failure; the script fails if any did.
 status=0
+echo "== ruff check (lint rules in pyproject.toml)"
+.venv/bin/ruff check . || status=1
 echo "== all tests on TensorFlow"
 KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q "$@" || status=1
 echo "== core tests on JAX"

@@ -13,14 +13,19 @@ def _backend_flag(argv: list[str]) -> str | None:
     return None
 
 
-if __name__ == "__main__":
+def main() -> int:
+    """``python -m sslcore`` and the ``sslcore`` console script (pyproject.toml): the exit status of the command."""
     chosen = _backend_flag(sys.argv[1:])
     if chosen:
         try:
             backend.configure(chosen)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
-    from sslcore.cli import main
+            return 2
+    from sslcore.cli import main as cli_main
 
+    return cli_main()
+
+
+if __name__ == "__main__":
     sys.exit(main())

@@ -51,7 +51,8 @@ def _cached_model(path: str, mtime_ns: int):
 
 def load_model_file(path: Path):
     """A ``.keras`` file, kept in memory until it is rewritten (the app embeds with the same run again and again)."""
-    return _cached_model(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+    # Not resolved: a Hub snapshot's file is a symlink to a blob without the .keras name Keras needs.
+    return _cached_model(os.path.abspath(path), Path(path).stat().st_mtime_ns)
 
 
 def embed_with(model, images: np.ndarray, batch_size: int = EMBED_BATCH) -> np.ndarray:

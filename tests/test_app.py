@@ -14,6 +14,7 @@ from PIL import Image
 
 import app
 from sslcore.jobs import JobManager
+from tests.helpers import free_port, wait_until
 
 pytestmark = pytest.mark.slow   # a live server and real training processes
 
@@ -21,12 +22,6 @@ TINY = {"epochs": 2, "batch_size": 128, "image_size": 32, "log_every_steps": 2}
 PUBLIC_ENDPOINTS = {"/preview", "/start_training", "/stop_training", "/resume_training", "/training_status",
                     "/embeddings", "/evaluation", "/neighbors", "/classify", "/baseline_vs_finetune", "/list_runs",
                     "/push", "/audit", "/label", "/export", "/classify_few_labels", "/upload_data", "/list_uploads"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

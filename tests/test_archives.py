@@ -23,15 +23,10 @@ from sslcore.data.archives import (
     is_archive,
 )
 
+# An empty cache of each test's own (tests/conftest.py): these tests count what is decoded and cached.
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Keep the archive and folder caches out of the user's home directory."""
-    monkeypatch.setenv("SSLCORE_CACHE", str(tmp_path / "sslcore-cache"))
-    for variable in ("SSLCORE_MAX_UPLOAD_FILES", "SSLCORE_MAX_UPLOAD_BYTES", "SSLCORE_MAX_UPLOAD_FILE_BYTES"):
-        monkeypatch.delenv(variable, raising=False)
 
 
 def png(color=(200, 30, 30)):

@@ -1,7 +1,7 @@
 """The folder audit on a corpus with known answers: colourised digits with injected duplicates, outliers and bad files.
 
-A tiny run is trained on the folder itself, as a user would (3 epochs, seconds). The corpus helpers here are
-shared with test_labeling.py and test_export.py, which import them, so the run is trained once per session.
+A tiny run is trained on the folder itself, as a user would (3 epochs, seconds). The corpus (tests/corpus.py) and its
+run are a session fixture (``audit_corpus``, tests/conftest.py) shared with test_labeling.py and test_export.py.
 """
 import csv
 import hashlib
@@ -13,137 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import tiny_config
 from sslcore import audit
-
-SIZE = 64            # files are written at 64 px; the run reads them at 32
-CORPUS_DIGITS = 600  # plain images in the audited folder
-PAPER, INK = (0, 40), (180, 255)  # colour ranges: every digit a little different, all clearly digits
-CROP_BOX = (5, 3, 57, 55)  # 81% of each side, off-centre
-OUTLIERS = ("outlier_noise.png", "outlier_stripes.png", "outlier_checker.png")
-_SESSION: dict = {}
-
-
-# ---------------------------------------------------------------------------------------------- the corpus
-
-
-def digit_pictures(count=None, offset=0, indices=None):
-    """(uint8 (N, SIZE, SIZE, 3) colourised digits, labels): each digit in its own ink and paper colours."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    chosen = np.arange(len(digits.images))[offset:offset + count if count else None] if indices is None else indices
-    rng = np.random.default_rng(offset)
-    pictures = []
-    for index in chosen:
-        gray = Image.fromarray((digits.images[index] * 255 / 16).astype(np.uint8)).resize((SIZE, SIZE), Image.BICUBIC)
-        ink = np.asarray(gray, np.float32)[..., None] / 255.0
-        paper, colour = rng.uniform(*PAPER, 3), rng.uniform(*INK, 3)
-        pictures.append((paper + ink * (colour - paper)).round().astype(np.uint8))
-    return np.stack(pictures), digits.target[chosen]
-
-
-def save(picture, path, **options):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(path, **options)
-
-
-def edited_file(picture, edit, path):
-    """Write ``picture`` after ``edit`` as a user's copy would be: crops and resizes change the file's size."""
-    image = Image.fromarray(picture)
-    if edit == "crop":
-        image.crop(CROP_BOX).save(path)
-    elif edit == "resize":
-        image.resize((40, 40), Image.BILINEAR).save(path)      # a smaller copy
-    elif edit == "jpeg":
-        image.save(path.with_suffix(".jpg"), quality=30)       # heavy re-compression
-        return path.with_suffix(".jpg")
-    elif edit == "flip":
-        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
-    elif edit == "brightness":
-        Image.fromarray(np.clip(picture * 1.25, 0, 255).astype(np.uint8)).save(path)
-    return path
-
-
-def outlier_pictures():
-    rng = np.random.default_rng(1)
-    noise = np.kron(rng.integers(0, 256, (SIZE // 8, SIZE // 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
-    stripes = np.zeros((SIZE, SIZE, 3), np.uint8)
-    stripes[:, ::8] = (255, 40, 40)
-    stripes[:, 1::8] = (255, 40, 40)
-    stripes[::16] = (40, 220, 40)
-    checker = ((np.indices((SIZE, SIZE)).sum(axis=0) // 8) % 2 * 255).astype(np.uint8)
-    checker = np.stack([checker, 255 - checker, np.full_like(checker, 128)], axis=-1)
-    return dict(zip(OUTLIERS, (noise, stripes, checker)))
-
-
-def distinct_digits(count, min_difference=1.5):
-    """Indices of ``count`` digits no two of which are near-identical (mean |difference| ≥ 1.5 of 16 grey levels):
-    the digits data set has a few pairs that are, and the corpus should hold no duplicates but the injected ones."""
-    from sklearn.datasets import load_digits
-
-    flat = load_digits().images.reshape(-1, 64)
-    chosen = []
-    for index in range(len(flat)):
-        if not chosen or np.abs(flat[chosen] - flat[index]).mean(axis=1).min() >= min_difference:
-            chosen.append(index)
-        if len(chosen) == count:
-            return np.array(chosen)
-    raise AssertionError("not enough distinct digits")
-
-
-def make_corpus(root):
-    """A flat folder; returns what was injected: {edit: (original, copy)}, the exact copy pair, the outliers,
-    and which digit (index into sklearn's digits) each digit_NNNN.png shows."""
-    indices = distinct_digits(CORPUS_DIGITS)
-    pictures, _ = digit_pictures(indices=indices)
-    for index, picture in enumerate(pictures):
-        save(picture, root / f"digit_{index:04d}.png")
-    injected = {}
-    for n, edit in enumerate(audit.EDITS):
-        original = f"digit_{10 + 37 * n:04d}.png"
-        copy = edited_file(pictures[10 + 37 * n], edit, root / f"copy_{edit}.png")
-        injected[edit] = (original, copy.name)
-    shutil.copyfile(root / "digit_0003.png", root / "exact_copy_of_0003.png")
-    for name, picture in outlier_pictures().items():
-        save(picture, root / name)
-    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
-    # A palette-mode GIF: decoded like any other image, not reported as unreadable.
-    gif = digit_pictures(indices=[1796])[0][0]  # a digit not otherwise in the folder
-    Image.fromarray(gif).convert("P", palette=Image.Palette.ADAPTIVE).save(root / "palette.gif")
-    (root / "notes.txt").write_text("not an image: ignored by the audit, kept by --write-clean\n")
-    return {"edits": injected, "exact": ("digit_0003.png", "exact_copy_of_0003.png"), "outliers": OUTLIERS,
-            "digits": {f"digit_{n:04d}.png": int(index) for n, index in enumerate(indices)}}
-
-
-def folder_digest(root):
-    """Every file's path, bytes and mtime: "unchanged" means byte for byte and untouched."""
-    digest = hashlib.sha256()
-    for directory, subdirs, names in sorted(os.walk(root)):
-        subdirs.sort()
-        for name in sorted(names):
-            path = os.path.join(directory, name)
-            digest.update(os.path.relpath(path, root).encode())
-            with open(path, "rb") as handle:
-                digest.update(handle.read())
-            digest.update(str(os.stat(path).st_mtime_ns).encode())
-    return digest.hexdigest()
-
-
-def corpus_and_run(tmp_path_factory):
-    """The audited folder and a run trained on it, built once per test session."""
-    if "run" not in _SESSION:
-        from sslcore.trainer import Trainer
-
-        base = tmp_path_factory.mktemp("audit-corpus")
-        root = base / "photos"
-        _SESSION["injected"] = make_corpus(root)
-        _SESSION["root"] = root
-        config = tiny_config(data=f"folder:{root}", skip_bad_images=True, epochs=3)
-        Trainer(config, base / "run").fit()
-        _SESSION["run"] = base / "run"
-    return _SESSION["root"], _SESSION["run"], _SESSION["injected"]
-
+from tests.corpus import (CORPUS_DIGITS, OUTLIERS, SIZE, digit_pictures, distinct_digits, edited_file,  # noqa: F401
+                          folder_digest, make_corpus, outlier_pictures, save)
+from tests.helpers import run_cli
 
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as handle:
@@ -153,17 +26,9 @@ def read_csv(path):
 # ---------------------------------------------------------------------------------------------- tests
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Decoded-folder caches go to a temporary folder, not the user's ~/.cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSLCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory):
-    root, run, injected = corpus_and_run(tmp_path_factory)
+def audited(tmp_path_factory, audit_corpus):
+    root, run, injected = audit_corpus
     before = folder_digest(root)
     out = tmp_path_factory.mktemp("audit-out")
     report = audit.audit_folder(run, f"folder:{root}", out, candidate_floor=0.0)
@@ -354,16 +219,6 @@ def test_apply_edit_keeps_size_and_changes_pixels():
 
 
 # ---------------------------------------------------------------------------------------------- CLI and app
-
-
-def run_cli(*args, timeout=300):
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root}
-    return subprocess.run([sys.executable, "-m", "sslcore", *map(str, args)], capture_output=True, text=True,
-                          cwd=root, env=env, timeout=timeout)
 
 
 @pytest.mark.slow

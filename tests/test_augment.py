@@ -1,4 +1,5 @@
-"""Tests for sslcore.augment. Backend-agnostic: run with KERAS_BACKEND=jax and KERAS_BACKEND=tensorflow."""
+"""Tests for sslcore.augment. The augmentation computes on the Keras backend, so the tests that run it are marked
+``core`` and run on TensorFlow, JAX and PyTorch (scripts/test.sh); the configuration tests run once."""
 import colorsys
 import json
 
@@ -49,6 +50,7 @@ def run(config, images, seed=0):
 # ------------------------------------------------------------------------------------------ layer basics
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("preset", ["weak", "strong", "simclr"])
 def test_shape_dtype_and_range_are_preserved(preset):
     images = random_images()
@@ -59,6 +61,7 @@ def test_shape_dtype_and_range_are_preserved(preset):
     assert out.min() >= 0.0 and out.max() <= 1.0
 
 
+@pytest.mark.core
 def test_training_false_is_identity_and_default_augments():
     images = random_images()
     layer = Augmenter("strong", seed=0)
@@ -66,12 +69,14 @@ def test_training_false_is_identity_and_default_augments():
     assert not np.allclose(as_numpy(layer(images)), images)
 
 
+@pytest.mark.core
 def test_inference_through_a_model_passes_images_through():
     images = random_images()
     model = keras.Sequential([keras.Input((16, 16, 3)), Augmenter("simclr", seed=0)])
     np.testing.assert_allclose(model.predict(images, verbose=0), images)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("preset", ["strong", "simclr"])
 def test_views_differ_per_image_within_a_batch(preset):
     images = np.repeat(random_images(batch=1), 6, axis=0)
@@ -81,6 +86,7 @@ def test_views_differ_per_image_within_a_batch(preset):
             assert not np.allclose(out[i], out[j]), (i, j)
 
 
+@pytest.mark.core
 def test_two_calls_differ_and_same_seed_repeats():
     images = random_images()
     first_layer, second_layer = Augmenter("simclr", seed=3), Augmenter("simclr", seed=3)
@@ -95,6 +101,7 @@ def test_two_calls_differ_and_same_seed_repeats():
 # ------------------------------------------------------------------------------------------ geometry
 
 
+@pytest.mark.core
 def test_full_crop_without_flip_or_colour_is_identity():
     images = random_images()
     np.testing.assert_allclose(run(AugmentConfig(**NO_GEOMETRY, **NO_COLOUR), images), images, atol=1e-6)
@@ -103,12 +110,14 @@ def test_full_crop_without_flip_or_colour_is_identity():
     np.testing.assert_allclose(as_numpy(resample_axis_aligned(images, full_box)), images, atol=1e-6)
 
 
+@pytest.mark.core
 def test_negative_x_scale_mirrors_the_image():
     images = random_images()
     flipped_box = np.array([[0.5, 0.5, -1.0, 1.0]] * 4, "float32")
     np.testing.assert_allclose(as_numpy(resample_axis_aligned(images, flipped_box)), images[:, :, ::-1], atol=1e-6)
 
 
+@pytest.mark.core
 def test_resampler_agrees_with_keras_affine_transform():
     images = random_images(batch=6, size=12)
     rng = np.random.default_rng(1)
@@ -127,6 +136,7 @@ def value_span(out, axis):
     return out.max(axis=axis) - out.min(axis=axis)
 
 
+@pytest.mark.core
 def test_quarter_area_crop_is_a_2x_zoom():
     images = horizontal_gradient()
     out = run(AugmentConfig(crop_scale=(0.25, 0.25), flip=False, **NO_COLOUR), images)
@@ -134,6 +144,7 @@ def test_quarter_area_crop_is_a_2x_zoom():
     assert np.all(np.diff(out[..., 0], axis=2) >= -1e-6)  # not flipped: still increasing left to right
 
 
+@pytest.mark.core
 def test_crop_ratio_stretches_width_against_height():
     # Area 1/4 with ratio 4: the crop keeps the full width and a quarter of the height.
     images = horizontal_gradient()
@@ -143,6 +154,7 @@ def test_crop_ratio_stretches_width_against_height():
     np.testing.assert_allclose(value_span(transposed, axis=2), 0.25, atol=0.01)
 
 
+@pytest.mark.core
 def test_flip_happens_for_about_half_the_images():
     images = horizontal_gradient(batch=64, size=8)
     out = run(AugmentConfig(**{**NO_GEOMETRY, "flip": True}, **NO_COLOUR), images)
@@ -155,6 +167,7 @@ def test_flip_happens_for_about_half_the_images():
 # ------------------------------------------------------------------------------------------ colour
 
 
+@pytest.mark.core
 def test_brightness_only_scales_each_image():
     images = random_images(batch=8, low=0.2, high=0.6)
     out = run(AugmentConfig(**NO_GEOMETRY, brightness=0.5, jitter=0.0), images)
@@ -165,18 +178,21 @@ def test_brightness_only_scales_each_image():
     assert np.ptp(per_image[:, 0]) > 0.05  # and the factor differs between images
 
 
+@pytest.mark.core
 def test_grayscale_prob_one_gives_equal_channels():
     out = run(augment_config("simclr", grayscale_prob=1.0), random_images())
     np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-6)
     np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-6)
 
 
+@pytest.mark.core
 def test_color_jitter_with_zero_probability_leaves_colours_alone():
     images = random_images()
     config = AugmentConfig(**NO_GEOMETRY, **NO_COLOUR, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.0)
     np.testing.assert_array_equal(run(config, images), images)
 
 
+@pytest.mark.core
 def test_color_jitter_probability_selects_whole_images():
     images = random_images(batch=64, size=4)
     config = AugmentConfig(**NO_GEOMETRY, **NO_COLOUR, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.5)
@@ -185,6 +201,7 @@ def test_color_jitter_probability_selects_whole_images():
     assert 16 <= untouched.sum() <= 48
 
 
+@pytest.mark.core
 def test_hue_jitter_keeps_luma_and_contrast_keeps_mean_luma():
     images = random_images(batch=8, low=0.4, high=0.6)  # mid tones: nothing clips
     hue_only = run(AugmentConfig(**NO_GEOMETRY, **NO_COLOUR, color_jitter=(0, 0, 0, 0.5), color_jitter_prob=1.0), images)
@@ -196,6 +213,7 @@ def test_hue_jitter_keeps_luma_and_contrast_keeps_mean_luma():
     )
 
 
+@pytest.mark.core
 def test_positive_hue_shift_moves_red_towards_yellow_like_hsv():
     red = np.array([[[[0.9, 0.2, 0.2]]]], "float32")
     shifted = as_numpy(apply_color_matrices(red, hue_rotation_matrices(ops.convert_to_tensor([0.05]))))[0, 0, 0]
@@ -204,6 +222,7 @@ def test_positive_hue_shift_moves_red_towards_yellow_like_hsv():
     np.testing.assert_array_equal(as_numpy(hue_rotation_matrices(ops.convert_to_tensor([0.0])))[0], np.eye(3))
 
 
+@pytest.mark.core
 def test_blur_smooths_noise_and_keeps_flat_images():
     config = AugmentConfig(**NO_GEOMETRY, **NO_COLOUR, blur_prob=1.0, blur_sigma=(1.0, 2.0))
     noise = random_images(size=32)
@@ -214,6 +233,7 @@ def test_blur_smooths_noise_and_keeps_flat_images():
     np.testing.assert_allclose(run(config, flat), flat, atol=1e-6)
 
 
+@pytest.mark.core
 def test_blur_with_zero_probability_is_exact_identity_per_image():
     images = random_images(batch=32, size=8)
     out = run(AugmentConfig(**NO_GEOMETRY, **NO_COLOUR, blur_prob=0.5), images)
@@ -224,10 +244,12 @@ def test_blur_with_zero_probability_is_exact_identity_per_image():
 # ------------------------------------------------------------------------------------------ XLA
 
 
+@pytest.mark.core
 def test_layer_supports_jit():
     assert Augmenter("simclr").supports_jit
 
 
+@pytest.mark.core
 @pytest.mark.skipif(BACKEND != "jax", reason="jax.jit test")
 def test_jax_jit_stateless_call_threads_the_seed_state():
     import jax
@@ -248,6 +270,7 @@ def test_jax_jit_stateless_call_threads_the_seed_state():
     assert np.asarray(first).min() >= 0.0 and np.asarray(first).max() <= 1.0
 
 
+@pytest.mark.core
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function(jit_compile=True) test")
 @pytest.mark.parametrize("config", [augment_config("strong"), augment_config("simclr", blur_prob=0.5)])
 def test_tensorflow_xla_compiles_with_a_dynamic_batch(config):
@@ -266,6 +289,7 @@ def test_tensorflow_xla_compiles_with_a_dynamic_batch(config):
     assert not np.allclose(first, second)
 
 
+@pytest.mark.core
 def test_float32_even_under_mixed_bfloat16_policy():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
@@ -358,6 +382,7 @@ def test_unknown_preset_and_option_name_the_valid_ones():
         AugmentConfig.from_dict({"zoom": 0.2})
 
 
+@pytest.mark.core
 def test_blur_matrices_match_a_reflect_padded_convolution():
     size, radius = 7, 3
     kernel = np.array([[0.05, 0.1, 0.2, 0.3, 0.2, 0.1, 0.05]], "float32")
@@ -380,6 +405,7 @@ def sequential_color_jitter(pixels, brightness, contrast, saturation, hue):
     return pixels @ (np.linalg.inv(rgb_to_yiq) @ rotation @ rgb_to_yiq).T
 
 
+@pytest.mark.core
 def test_composed_color_jitter_equals_the_steps_in_sequence():
     images = random_images(batch=3, size=5, low=0.45, high=0.55)
     factors = {

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, run_cli  # noqa: F401
+
 pytestmark = pytest.mark.slow
-
-
-def run_cli(*args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, "-m", "sslcore", *map(str, args)], capture_output=True, text=True,
-                            cwd=ROOT, env=env, timeout=timeout)
-    return result
 
 
 def last_json(result):

@@ -16,11 +16,8 @@ from sslcore import data
 from sslcore.data import folders, tfds_source
 from sslcore.data import DataError, Dataset, decode_image, load, load_folder, stratified_split
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Keep the default folder cache out of the user's home directory."""
-    monkeypatch.setenv("SSLCORE_CACHE", str(tmp_path / "sslcore-cache"))
+# An empty cache of each test's own (tests/conftest.py): these tests count what is decoded and cached.
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.fixture

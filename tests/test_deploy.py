@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fake_hub import FakeHub
 from sslcore import cli
 from sslcore import deploy as space_deploy
 from sslcore.hub import HubError
+from tests.fake_hub import FakeHub
+from tests.helpers import free_port
 # isolated_hub_settings is autouse: imported, it keeps this machine's token and cache out of these tests too.
-from test_hub import ALICE, BOB, WRONG, assert_token_absent, free_port, isolated_hub_settings, run_cli  # noqa: F401
+from tests.test_hub import ALICE, BOB, WRONG, assert_token_absent, hub_cli, isolated_hub_settings  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE_REQUIREMENTS = (ROOT / "space" / "requirements.txt").read_text()
@@ -69,11 +70,24 @@ def test_the_file_list_is_the_app_and_its_packages_without_caches_tests_or_runs(
     assert files["requirements.txt"] == tmp_path / "space" / "requirements.txt"   # the Space's, not the repo's
 
 
+def expected_upload() -> list[str]:
+    """What a Space needs, worked out here from the checkout: app.py, the README, every file of the two packages
+    but caches and editor files, and the Space's requirements."""
+    listed = [path.relative_to(ROOT).as_posix() for package in ("pages", "sslcore") for path in (ROOT / package).rglob("*")
+              if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".")
+              and not path.name.endswith(".pyc")]
+    return ["app.py", "README.md", *sorted(listed), "requirements.txt"]
+
+
 def test_the_checkout_uploads_every_tracked_file_of_the_app():
     files = space_deploy.app_files()
-    tracked = subprocess.run(["git", "ls-files", "sslcore", "pages"], cwd=ROOT, capture_output=True, text=True)
-    if tracked.returncode == 0:
-        assert set(tracked.stdout.split()) <= set(files)
+    assert list(files) == expected_upload()
+    try:
+        tracked = subprocess.run(["git", "ls-files", "sslcore", "pages"], cwd=ROOT, capture_output=True, text=True)
+    except FileNotFoundError:
+        tracked = None   # no git here: the walk above has already checked every file
+    if tracked is not None and tracked.returncode == 0:
+        assert set(tracked.stdout.split()) <= set(files), "a tracked file of the app would not be uploaded"
     assert {"app.py", "README.md", "requirements.txt", "sslcore/deploy.py", "pages/train.py"} <= set(files)
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc") or name.startswith("tests/")]
 
@@ -113,7 +127,7 @@ def test_dry_run_lists_files_and_hardware_without_a_token_or_a_request(space_hub
     result = last_json(out)
     assert status == 0 and result["dry_run"] and result["hardware"] == "zero-a10g"
     assert result["url"] == f"{space_hub.url}/spaces/alice/lab"
-    assert result["files"] == list(space_deploy.app_files())
+    assert result["files"] == expected_upload()
     assert len(space_hub.requests) == before and "alice/lab" not in space_hub.spaces
 
 
@@ -121,7 +135,7 @@ def test_dry_run_lists_files_and_hardware_without_a_token_or_a_request(space_hub
 
 
 def test_the_cli_creates_a_zero_gpu_space_with_the_app(space_hub, tmp_path):
-    deployed = run_cli("deploy", "--space", "alice/ssl-lab", "--token", ALICE, endpoint=space_hub.url, home=tmp_path)
+    deployed = hub_cli("deploy", "--space", "alice/ssl-lab", "--token", ALICE, endpoint=space_hub.url, home=tmp_path)
     assert deployed.returncode == 0, deployed.stderr[-2000:]
     result = last_json(deployed.stdout)
     assert result["url"] == f"{space_hub.url}/spaces/alice/ssl-lab" and result["created"]

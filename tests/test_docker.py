@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 SPACES_UID = 1000
@@ -65,12 +67,6 @@ def requirement_version(name: str) -> str:
         if match:
             return match.group(1)
     raise AssertionError(f"{name} is not pinned in requirements.txt")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 240) -> str:

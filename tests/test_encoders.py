@@ -10,12 +10,23 @@ from sslcore.trainer import Trainer
 pytestmark = pytest.mark.core
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_encoder_gives_one_feature_vector_per_image(name):
+# The feature width each encoder promises: the convnet's is its width, ResNet-18's 8 × its first stage's width,
+# ResNet-50's fixed at 2048.
+FEATURE_WIDTH = {("convnet", None): 128, ("convnet", 16): 16, ("resnet18", None): 512, ("resnet18", 8): 64,
+                 ("resnet50", None): 2048}
+
+
+@pytest.mark.parametrize("name, width", sorted(FEATURE_WIDTH, key=str))
+def test_encoder_gives_one_feature_vector_per_image(name, width):
     size = max(32, MIN_IMAGE_SIZE[name])
-    encoder = build_encoder(name, size)
+    encoder = build_encoder(name, size, width)
     features = encoder(np.zeros((2, size, size, 3), np.float32))
-    assert len(encoder.output.shape) == 2 and tuple(features.shape)[0] == 2
+    assert tuple(encoder.output.shape) == (None, FEATURE_WIDTH[name, width])
+    assert tuple(features.shape) == (2, FEATURE_WIDTH[name, width])
+
+
+def test_every_encoder_has_a_width_check():
+    assert {name for name, _ in FEATURE_WIDTH} == set(ENCODERS)
 
 
 @pytest.mark.slow

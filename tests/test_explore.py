@@ -14,15 +14,19 @@ from sslcore import explore, finetune, preview
 from sslcore.augment import PRESETS, AugmentConfig
 from sslcore.config import TrainConfig
 from sslcore.runs import RunDir
-from sslcore.trainer import Trainer
 
-pytestmark = pytest.mark.slow   # trains a tiny run once for the module (seconds)
+from tests.helpers import TINY_RUN
+
+pytestmark = pytest.mark.slow   # reads the session's shared tiny run (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def run_path(tmp_path_factory):
+def run_path(tmp_path_factory, tiny_run):
+    """A copy of the session's shared run (fine-tuning writes its result into the run folder)."""
+    import shutil
+
     path = tmp_path_factory.mktemp("runs") / "tiny"
-    Trainer(TrainConfig(epochs=1, batch_size=128, image_size=32, log_every_steps=11), path).fit()
+    shutil.copytree(tiny_run, path)
     return path
 
 
@@ -41,8 +45,9 @@ def png_bytes(array, mode=None):
 
 
 def test_a_run_is_embedded_with_its_own_split(embeddings, run_path):
-    assert embeddings.bank_features.shape == (len(embeddings.bank_images), 128)
-    assert embeddings.query_features.shape == (len(embeddings.query_images), 128)
+    width = TINY_RUN["encoder_width"]
+    assert embeddings.bank_features.shape == (len(embeddings.bank_images), width)
+    assert embeddings.query_features.shape == (len(embeddings.query_images), width)
     assert len(embeddings.query_images) == 359 and embeddings.class_names[:3] == ["0", "1", "2"]
     assert explore.load_run(run_path) is embeddings, "a second look at the same run reuses its features"
 

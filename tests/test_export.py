@@ -8,14 +8,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sslcore import export
-from test_audit import corpus_and_run, folder_digest, private_cache  # noqa: F401 (autouse fixture)
+from sslcore import cli, export
+from sslcore.data import decode_image
+from tests.corpus import folder_digest
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root, run, _ = corpus_and_run(tmp_path_factory)
+def corpus(audit_corpus):
+    root, run, _ = audit_corpus
     return root, run
+
+
+def cli_json(capsys, *args):
+    """``python -m sslcore ARGS`` in this process (no fresh TensorFlow import): exit code and last JSON line."""
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exited:
+        code = exited.code
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    return code, (json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None), err
 
 
 def read_pbtxt(path):
@@ -98,18 +110,35 @@ def test_refuses_sources_that_are_not_folders_and_outputs_inside_the_folder(corp
         export.export_folder(root, root, "/tmp/x")
 
 
-@pytest.mark.slow
-def test_cli_export_projector_and_csv(corpus, tmp_path):
-    from test_audit import run_cli
-
+def test_cli_export_projector_rows_are_the_listed_images_vectors_in_order(corpus, tmp_path, capsys):
     root, run = corpus
-    result = run_cli("export", "--run", run, "--data", f"folder:{root}", "--format", "projector", "--out",
-                     tmp_path / "projector", "--max-images", 100)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    code, summary, err = cli_json(capsys, "export", "--run", run, "--data", f"folder:{root}", "--format", "projector",
+                                  "--out", tmp_path / "projector", "--max-images", 100)
+    assert code == 0, err[-2000:]
     assert summary["exported"] == 100 and summary["sampled"] is True
-    assert len((tmp_path / "projector" / "metadata.tsv").read_text().splitlines()) == 100
-    result = run_cli("export", "--run", run, "--data", f"folder:{root}", "--format", "csv", "--out", tmp_path / "v.csv")
-    assert result.returncode == 0 and (tmp_path / "v.csv").read_text().startswith("path,f0,")
-    refused = run_cli("export", "--run", run, "--data", "digits", "--out", tmp_path / "p")
-    assert refused.returncode == 2 and "not a folder" in refused.stderr
+    vectors = np.loadtxt(tmp_path / "projector" / "vectors.tsv", delimiter="\t", ndmin=2)
+    paths = (tmp_path / "projector" / "metadata.tsv").read_text().splitlines()
+    assert len(paths) == len(vectors) == 100 and len(set(paths)) == 100
+
+    code, _, err = cli_json(capsys, "export", "--run", run, "--data", f"folder:{root}", "--format", "csv",
+                            "--out", tmp_path / "v.csv")
+    assert code == 0, err[-2000:]
+    with open(tmp_path / "v.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][:2] == ["path", "f0"]
+    by_path = {row[0]: np.array(row[1:], dtype=np.float64) for row in rows[1:]}
+    # Row i of vectors.tsv is the vector of the image on line i of metadata.tsv, as the CSV export gives it...
+    for path, vector in zip(paths, vectors):
+        np.testing.assert_allclose(vector, by_path[path], rtol=1e-4, atol=1e-5, err_msg=path)
+    # ...and the encoder's own (flip-averaged) embedding of that file, decoded at the run's size.
+    encoder, size = export.load_encoder(run), export.run_image_size(run)
+    for line in (0, 41, 99):
+        image = decode_image(root / paths[line], size)[None]
+        np.testing.assert_allclose(export.embed(encoder, image)[0], vectors[line], rtol=1e-3, atol=1e-4,
+                                   err_msg=f"line {line}: {paths[line]}")
+
+
+def test_cli_export_refuses_a_source_that_is_not_a_folder(corpus, tmp_path, capsys):
+    _, run = corpus
+    code, _, err = cli_json(capsys, "export", "--run", run, "--data", "digits", "--out", tmp_path / "p")
+    assert code == 2 and "not a folder" in err

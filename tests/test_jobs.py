@@ -10,6 +10,7 @@ import pytest
 import sslcore  # noqa: F401  (chooses the Keras backend before keras is imported)
 from sslcore.config import TrainConfig
 from sslcore.jobs import JobManager, config_from_settings, describe, new_run_id
+from tests.helpers import wait_until
 
 TINY = {"epochs": 2, "batch_size": 128, "image_size": 32}
 
@@ -19,16 +20,6 @@ def manager(tmp_path):
     jobs = JobManager(tmp_path / "runs", max_jobs=1, poll_seconds=0.2)
     yield jobs
     jobs.shutdown(stop_running=True)
-
-
-def wait_for(predicate, timeout=300.0, every=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not met in time")
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -138,7 +129,7 @@ def test_runs_queue_in_order_and_finish_with_their_history(manager):
 def test_stop_ends_within_a_step_and_resume_continues(manager):
     run_id = manager.start({**TINY, "epochs": 6})
     run = manager.existing_run(run_id)
-    wait_for(lambda: len(run.steps()) >= 1, timeout=300, every=0.05)
+    wait_until(lambda: len(run.steps()) >= 1, timeout=300, every=0.05, what="a first step")
     assert manager.stop(run_id)["state"] == "stopping"
     stopped = manager.wait(run_id, timeout=60)
     assert stopped["state"] == "stopped" and stopped["resumable"]
@@ -168,7 +159,8 @@ def test_stop_removes_a_queued_run(manager):
 def test_a_killed_process_shows_as_interrupted_and_resumes(manager):
     run_id = manager.start({**TINY, "epochs": 8})
     run = manager.existing_run(run_id)
-    wait_for(lambda: run.latest_checkpoint() is not None and run.status().get("state") == "running", timeout=300)
+    wait_until(lambda: run.latest_checkpoint() is not None and run.status().get("state") == "running", timeout=300,
+               what="a checkpoint of the running job")
     os.kill(run.status()["pid"], signal.SIGKILL)
     interrupted = manager.wait(run_id, states=("interrupted",), timeout=30)
     assert interrupted["resumable"] and "killed" in interrupted["message"]

@@ -6,12 +6,13 @@ import pytest
 from PIL import Image
 
 from sslcore import labeling
-from test_audit import corpus_and_run, digit_pictures, folder_digest, private_cache  # noqa: F401 (autouse fixture)
+from tests.corpus import digit_pictures, folder_digest
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return corpus_and_run(tmp_path_factory)[1]
+def run(audit_corpus):
+    return audit_corpus[1]
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +100,6 @@ def test_clear_errors_for_unusable_examples(run, digits):
 @pytest.mark.slow
 def test_cli_label_writes_the_csv_and_a_summary(run, digits, tmp_path):
     import json
-
-    from test_audit import run_cli
 
     pictures, labels, examples, queries = digits
     examples_folder = write_examples(tmp_path / "few", pictures, labels, examples)

@@ -138,7 +138,7 @@ def test_a_public_lab_needs_a_visitor(labs):
 def space(tmp_path_factory):
     """The app as a Space serves it (SPACE_ID set), with real training processes on tiny settings."""
     import app
-    from tests.test_app import free_port
+    from tests.helpers import free_port
 
     saved = {name: os.environ.get(name) for name in ("SPACE_ID", "SSLCORE_VISITOR_MAX_JOBS")}
     os.environ["SPACE_ID"] = "someone/ssl-lab"

@@ -9,10 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import tiny_config
 from sslcore.backend import installed_backends
 from sslcore.runs import RunDir
-from sslcore.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_ELSEWHERE = """
@@ -29,13 +27,12 @@ print(json.dumps({"backend": keras.backend.backend()}))
 
 @pytest.mark.core
 @pytest.mark.slow
-def test_encoder_and_classifier_saved_here_load_on_every_other_backend(tmp_path):
+def test_encoder_and_classifier_saved_here_load_on_every_other_backend(tmp_path, tiny_run):
     here = keras.backend.backend()
     others = [name for name in installed_backends() if name != here]
     if not others:
         pytest.skip("only one Keras backend is installed")
-    run = RunDir(tmp_path / "run")
-    Trainer(tiny_config(epochs=1), run.path).fit()
+    run = RunDir(tiny_run)
     images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
     features = keras.saving.load_model(run.encoder_path).predict(images, verbose=0)

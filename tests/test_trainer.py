@@ -1,5 +1,6 @@
 """The trainer: run folder contents, exact resume, cooperative stop, time budget, NaN and bad settings."""
 import json
+import time
 
 import keras
 import numpy as np
@@ -39,13 +40,12 @@ def test_run_folder_holds_everything(tmp_path):
     assert summary["knn_accuracy"] == rows[-1]["knn_accuracy"]
 
 
-def test_saved_encoder_loads_with_plain_keras_and_matches(tmp_path):
-    trainer = Trainer(tiny_config(epochs=1), tmp_path / "run")
-    trainer.fit()
+def test_saved_encoder_loads_with_plain_keras_and_matches(tiny_trainer):
+    trainer = tiny_trainer
     images = trainer.dataset.test_images[:16]
-    encoder = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
+    encoder = keras.saving.load_model(trainer.run.encoder_path)
     np.testing.assert_allclose(encoder.predict(images.astype("float32"), verbose=0), trainer.embed(images), atol=1e-4)
-    classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras")
+    classifier = keras.saving.load_model(trainer.run.classifier_path)
     probabilities = classifier.predict(images.astype("float32"), verbose=0)
     assert probabilities.shape == (16, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
@@ -126,11 +126,36 @@ def test_a_stop_requested_while_the_trainer_starts_is_kept_and_a_stale_one_is_no
     assert summary["state"] == "finished" and not run.stop_path.exists()
 
 
-def test_max_seconds_stops_cleanly_and_resumes(tmp_path):
-    summary = Trainer(tiny_config(epochs=50), tmp_path / "run").fit(max_seconds=6)
-    assert summary["state"] == "stopped"
-    assert 0 < summary["global_step"] < 50 * 11
-    assert RunDir(tmp_path / "run").latest_checkpoint() is not None
+class SlowSteps:
+    """A callback that makes every step take at least ``seconds``: a run long enough for a time budget to cut."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_train_begin(self, info): ...
+    def on_epoch_end(self, row): ...
+    def on_train_end(self, summary): ...
+    def on_step_end(self, row):
+        time.sleep(self.seconds)
+
+
+def test_max_seconds_stops_cleanly_before_the_limit_and_resumes(tmp_path):
+    config = tiny_config(epochs=2, log_every_steps=1)           # 22 steps of at least 0.5 s: 11 s or more
+    trainer = Trainer(config, tmp_path / "run", callbacks=[SlowSteps(0.5)])
+    trainer.prepare()                                           # the budget is the training's, not the data loading's
+    started = time.perf_counter()
+    summary = trainer.fit(max_seconds=5)
+    elapsed = time.perf_counter() - started
+    assert summary["state"] == "stopped" and summary["stop_reason"] == "time"
+    assert elapsed < 5, f"--max-seconds 5 took {elapsed:.1f} s"
+    assert 0 < summary["global_step"] < 22
+    run = RunDir(tmp_path / "run")
+    assert run.latest_checkpoint().name == f"ckpt-{summary['global_step']:08d}.npz", "the checkpoint of the stop step"
+
+    resumed = Trainer(config, tmp_path / "run").fit(resume=True)
+    assert resumed["state"] == "finished" and resumed["global_step"] == 22
+    assert [row["step"] for row in run.steps()] == list(range(1, 23)), "every step once, the stopped ones included"
+    assert [row["epoch"] for row in run.epochs()] == [1, 2]
 
 
 def test_nan_loss_stops_with_a_message_naming_the_step(tmp_path):
@@ -143,6 +168,128 @@ def test_nan_loss_stops_with_a_message_naming_the_step(tmp_path):
         trainer.fit()
     status = RunDir(tmp_path / "run").status()
     assert status["state"] == "failed" and "step 1" in status["message"]
+
+
+def test_a_nan_loss_leaves_the_last_checkpoint_intact_and_resumable(tmp_path):
+    from keras import ops
+
+    config = tiny_config(epochs=2)
+    run = RunDir(tmp_path / "run")
+    assert Trainer(config, run.path).fit(max_steps=11)["global_step"] == 11      # epoch 1 and its checkpoint
+    saved = run.checkpoints()
+    assert [path.name for path in saved] == ["ckpt-00000011.npz"]
+    saved_bytes = saved[0].read_bytes()
+
+    diverging = Trainer(config, run.path)
+    diverging.prepare()
+    diverging.model.method.loss = lambda z1, z2: ops.log(ops.mean(z1) * 0.0 - 1.0)
+    with pytest.raises(TrainingDiverged, match=r"at step 12 .*The checkpoint of step 11 is intact"):
+        diverging.fit(resume=True)
+    assert run.checkpoints() == saved and saved[0].read_bytes() == saved_bytes, "no NaN weights were saved"
+    assert run.status()["state"] == "failed"
+
+    resumed = Trainer(config, run.path).fit(resume=True)
+    assert resumed["state"] == "finished" and np.isfinite(resumed["loss"])
+    assert [row["step"] for row in run.steps()] == list(range(1, 23))
+
+
+def small_dataset(count=16, size=32):
+    """Random pictures of two classes: 2 steps an epoch at batch 8, for checks of the loop rather than learning."""
+    from sslcore.data import Dataset
+
+    images = np.random.default_rng(0).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    labels = np.arange(count) % 2
+    return Dataset(name="random", train_images=images, train_labels=labels, test_images=images[:8],
+                   test_labels=labels[:8], class_names=["a", "b"])
+
+
+def small_config(**overrides):
+    return tiny_config(encoder_width=16, batch_size=8, knn_bank_size=8, eval_size=8, log_every_steps=1, **overrides)
+
+
+def test_keep_checkpoints_prunes_all_but_the_newest(tmp_path):
+    run = RunDir(tmp_path / "run")
+    Trainer(small_config(epochs=4, keep_checkpoints=2), run.path, dataset=small_dataset()).fit()
+    assert [path.name for path in run.checkpoints()] == ["ckpt-00000006.npz", "ckpt-00000008.npz"]
+    everything = RunDir(tmp_path / "all")
+    for step in range(1, 5):
+        everything.save_checkpoint(step, [np.zeros(1)], [], {}, keep=0)
+    assert len(everything.checkpoints()) == 4, "0 keeps every checkpoint"
+    from sslcore.cli import build_parser
+    from sslcore.commands.options import config_values
+
+    parsed = build_parser().parse_args(["train", "--keep-checkpoints", "5", "--out", "-"])
+    assert config_values(parsed)["keep_checkpoints"] == 5
+
+
+@pytest.mark.parametrize("precision, compute", [("bf16", "bfloat16"), ("fp16", "float16")])
+def test_mixed_precision_trains_in_the_low_precision_with_float32_weights(tmp_path, precision, compute):
+    trainer = Trainer(small_config(epochs=1, precision=precision), tmp_path / "run", dataset=small_dataset())
+    trainer.prepare()
+    convolutions = [layer for layer in trainer.model.encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convolutions and all(layer.compute_dtype == compute for layer in convolutions)
+    assert all(v.dtype == "float32" for v in trainer.model.encoder.trainable_variables), "weights stay float32"
+    before = weights(trainer)
+    summary = trainer.fit()
+    assert summary["state"] == "finished" and np.isfinite(summary["loss"])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights(trainer))), "the weights were trained"
+    encoder = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
+    assert encoder.predict(small_dataset().test_images[:2].astype("float32"), verbose=0).dtype == np.float32
+
+
+def learning_rates(config, steps):
+    from sslcore.trainer import build_optimizer
+
+    optimizer = build_optimizer(config, total_steps=steps, steps_per_epoch=steps // config.epochs)
+    schedule = optimizer._learning_rate
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return optimizer, [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(steps + 1)]
+    return optimizer, [float(keras.ops.convert_to_numpy(optimizer.learning_rate))] * (steps + 1)
+
+
+def test_schedules_cosine_with_linear_warm_up_and_constant():
+    _, cosine = learning_rates(tiny_config(epochs=4, learning_rate=0.1), 40)
+    assert cosine[0] == pytest.approx(0.1) and cosine[20] == pytest.approx(0.05, abs=1e-6) and cosine[40] == pytest.approx(0)
+    assert all(a >= b for a, b in zip(cosine, cosine[1:])), "cosine only decays"
+    _, warm = learning_rates(tiny_config(epochs=4, learning_rate=0.1, warmup_epochs=1), 40)   # 10 warm-up steps
+    assert warm[0] == pytest.approx(0) and warm[5] == pytest.approx(0.05) and warm[10] == pytest.approx(0.1)
+    assert warm[25] == pytest.approx(0.05, abs=1e-6) and warm[40] == pytest.approx(0, abs=1e-7)
+    _, constant = learning_rates(tiny_config(epochs=4, learning_rate=0.1, schedule="constant"), 40)
+    assert constant == pytest.approx([0.1] * 41)
+
+
+def test_the_step_rows_record_the_scheduled_learning_rate(tmp_path):
+    config = small_config(epochs=2, learning_rate=0.01, warmup_epochs=1)   # 4 steps: 2 warming up, 2 decaying
+    Trainer(config, tmp_path / "run", dataset=small_dataset()).fit()
+    rates = [row["learning_rate"] for row in RunDir(tmp_path / "run").steps()]
+    assert rates == pytest.approx([0.0, 0.005, 0.01, 0.005], abs=1e-7)
+
+
+@pytest.mark.parametrize("name, kind", [("adam", "Adam"), ("adamw", "AdamW"), ("sgd", "SGD")])
+def test_optimizers_and_weight_decay(name, kind):
+    config = tiny_config(optimizer=name, learning_rate=0.1, weight_decay=0.5, schedule="constant")
+    optimizer, _ = learning_rates(config, 10)
+    assert type(optimizer).__name__ == kind
+    variable = keras.Variable(np.full((3,), 2.0, "float32"))
+    optimizer.apply_gradients([(keras.ops.zeros((3,)), variable)])
+    value = keras.ops.convert_to_numpy(variable)
+    if name == "adam":
+        np.testing.assert_allclose(value, 2.0, atol=1e-6)           # plain Adam has no decay; a zero gradient moves nothing
+    else:
+        np.testing.assert_allclose(value, 2.0 * (1 - 0.1 * 0.5), atol=1e-5)   # decoupled decay: w -= lr · wd · w
+    if name == "sgd":
+        assert optimizer.momentum == pytest.approx(0.9)
+
+
+def test_optimizer_flags_reach_the_config():
+    from sslcore.cli import build_parser
+    from sslcore.commands.options import config_values
+
+    parsed = build_parser().parse_args(["train", "--optimizer", "adamw", "--weight-decay", "0.05", "--schedule",
+                                        "constant", "--warmup-epochs", "1.5", "--precision", "bf16", "--out", "-"])
+    values = config_values(parsed)
+    assert {k: values[k] for k in ("optimizer", "weight_decay", "schedule", "warmup_epochs", "precision")} == \
+        {"optimizer": "adamw", "weight_decay": 0.05, "schedule": "constant", "warmup_epochs": 1.5, "precision": "bf16"}
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -10,12 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import tiny_config
 from sslcore import chunks, zerogpu
 from sslcore.runs import RunDir
 from sslcore.trainer import Trainer
-from test_trainer import without_timing
-import zerogpu_emulator
+from tests import zerogpu_emulator
+from tests.helpers import tiny_config
+from tests.test_trainer import without_timing
 
 ROOT = Path(__file__).resolve().parents[1]
 torch_only = pytest.mark.skipif(keras.backend.backend() != "torch",

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser.test_ui import CHROMIUM, CHROMIUM_ARGS, open_tab, plot_traces, serve_app, wait_until
+from tests.browser.test_ui import CHROMIUM_ARGS, open_tab, plot_traces, serve_app
+from tests.helpers import CHROMIUM, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,7 +33,8 @@ def space_url(tmp_path_factory):
 
 
 def test_a_visitor_uploads_trains_and_explores_while_another_sees_nothing(space_url, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         alice, bob = (browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(2))

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from test_ui import CHROMIUM, CHROMIUM_ARGS, free_port, open_tab, screenshot, wait_until
+from tests.browser.test_ui import CHROMIUM_ARGS, open_tab, screenshot
+from tests.helpers import CHROMIUM, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
