@@ -3,7 +3,6 @@
 One server for the module, with its own runs folder; real training subprocesses on digits, kept tiny.
 """
 import json
-import socket
 import threading
 import time
 
@@ -14,7 +13,7 @@ from PIL import Image
 
 import app
 from sslcore.jobs import JobManager
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow   # a live server and real training processes
 

@@ -4,14 +4,12 @@ A tiny run is trained on the folder itself, as a user would (3 epochs, seconds).
 run are a session fixture (``audit_corpus``, tests/conftest.py) shared with test_labeling.py and test_export.py.
 """
 import csv
-import hashlib
 import json
 import os
 import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sslcore import audit
 from tests.corpus import (CORPUS_DIGITS, OUTLIERS, SIZE, digit_pictures, distinct_digits, edited_file,  # noqa: F401

@@ -1,8 +1,5 @@
 """The command line as a user runs it: a subprocess per command, JSON on the last stdout line."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ stand-in run folder, so they neither train nor import Keras.
 """
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 

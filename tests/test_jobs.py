@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import time
 from datetime import datetime
 
 import pytest
