@@ -40,8 +40,13 @@ def setting_control(row: dict):
     label = LABELS.get(row["name"], row["name"].replace("_", " ").capitalize())
     if row["choices"]:
         return gr.Dropdown(list(row["choices"]), value=row["default"], label=label, info=row["help"])
-    return gr.Number(row["default"], precision=0 if row["kind"] is int else None, label=label, info=row["help"],
-                     minimum=row["minimum"], maximum=row["maximum"])
+    # The range goes in the hint, not in gr.Number's own bounds: Gradio refuses an out-of-range number with a
+    # toast that names no setting, where TrainConfig.validate says which setting and why in the status box.
+    low, high = row["minimum"], row["maximum"]
+    bounds = (f"{low} to {high}" if low is not None and high is not None else f"at least {low}" if low is not None
+              else f"at most {high}" if high is not None else "")
+    info = f"{row['help']} ({bounds})" if bounds else row["help"]
+    return gr.Number(row["default"], precision=0 if row["kind"] is int else None, label=label, info=info)
 
 
 # ---------------------------------------------------------------------------------------------- views
@@ -196,7 +201,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         """What the timer redraws, keyed by component; a part that did not change is left out."""
         signature = [list(map(str, jobs_.signature(run))) if run else None for run in (run_id, overlay_id)]
         if not force and seen_before and seen_before.get("signature") == signature:
-            return {}
+            return {seen: seen_before}   # Gradio reads an empty dict as one value, not as "no updates"
         try:
             status = jobs_.status(run_id) if run_id else None
         except ValueError:   # the run folder was deleted under us

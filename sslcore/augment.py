@@ -258,6 +258,7 @@ def bilinear_matrices(scale, offset, size: int):
 
 def resample_axis_aligned(images, boxes):
     """Crop + resize (+ flip) every image to its box at the input size: two batched matmuls, XLA-friendly."""
+    images, boxes = ops.convert_to_tensor(images, "float32"), ops.convert_to_tensor(boxes, "float32")
     height, width = images.shape[1], images.shape[2]
     x_scale, x_offset, y_scale, y_offset = boxes_to_pixel_maps(boxes, height, width)
     rows = bilinear_matrices(y_scale, y_offset, height)

@@ -118,17 +118,18 @@ class TrainConfig:
                 raise ValueError(message)
 
         require(self.batch_size >= 2, f"batch_size must be at least 2 (contrastive losses need other images); got {self.batch_size}")
+        # Zero passes the declared minimum of these two but cannot work: say "positive" first.
+        require(self.learning_rate > 0, f"learning_rate must be positive; got {self.learning_rate}")
+        require(self.knn_temperature > 0, f"knn_temperature must be positive; got {self.knn_temperature}")
         for row in self.describe():   # the ranges each setting declares
             value, low, high = getattr(self, row["name"]), row["minimum"], row["maximum"]
             if row["kind"] in (int, float) and value is not None:
                 require(low is None or value >= low, f"{row['name']} must be at least {low}; got {value}")
                 require(high is None or value <= high, f"{row['name']} must be at most {high}; got {value}")
-        require(self.knn_temperature > 0, f"knn_temperature must be positive; got {self.knn_temperature}")
         require(self.encoder in ENCODERS, f"Unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         require(self.precision in PRECISIONS, f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         require(self.optimizer in OPTIMIZERS, f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"Unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        require(self.learning_rate > 0, f"learning_rate must be positive; got {self.learning_rate}")
         require(0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs); got {self.warmup_epochs}")
         require(self.image_size >= MIN_IMAGE_SIZE[self.encoder],
                 f"image_size {self.image_size} is too small for {self.encoder} (minimum {MIN_IMAGE_SIZE[self.encoder]})")

@@ -215,7 +215,7 @@ def test_hue_jitter_keeps_luma_and_contrast_keeps_mean_luma():
 
 @pytest.mark.core
 def test_positive_hue_shift_moves_red_towards_yellow_like_hsv():
-    red = np.array([[[[0.9, 0.2, 0.2]]]], "float32")
+    red = ops.convert_to_tensor(np.array([[[[0.9, 0.2, 0.2]]]], "float32"))
     shifted = as_numpy(apply_color_matrices(red, hue_rotation_matrices(ops.convert_to_tensor([0.05]))))[0, 0, 0]
     hue = colorsys.rgb_to_hsv(*np.clip(shifted, 0, 1))[0]
     assert 0.02 < hue < 0.1
@@ -414,8 +414,10 @@ def test_composed_color_jitter_equals_the_steps_in_sequence():
         "saturation": np.array([1.3, 0.7, 1.0], "float32"),
         "hue": np.array([0.05, -0.1, 0.0], "float32"),
     }
-    matrices, offsets = compose_color_jitter(images.mean(axis=(1, 2)), **factors)
-    ours = as_numpy(apply_color_matrices(images, matrices) + offsets[:, None])
+    # These are in-graph helpers: they take backend tensors, as the augmentation layer hands them.
+    tensors = {name: ops.convert_to_tensor(value) for name, value in factors.items()}
+    matrices, offsets = compose_color_jitter(ops.convert_to_tensor(images.mean(axis=(1, 2))), **tensors)
+    ours = as_numpy(apply_color_matrices(ops.convert_to_tensor(images), matrices) + offsets[:, None])
     for b in range(3):
         expected = sequential_color_jitter(images[b].astype("float64"), *(factors[name][b] for name in factors))
         np.testing.assert_allclose(ours[b], expected, atol=1e-5)

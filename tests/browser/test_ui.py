@@ -297,6 +297,6 @@ def test_hub_page_opens_without_pushing(page):
     open_tab(page, "Hub")
     wait_until(lambda: page.locator("#hub-push").is_visible(), timeout=10)
     assert page.locator("#hub-token input").get_attribute("type") == "password", "the token is never shown"
-    assert page.locator("#hub-run").is_visible() and page.locator("#hub-repo input").is_visible()
+    assert page.locator("#hub-run").is_visible() and page.locator("#hub-repo textarea").is_visible()
     assert page.locator("#hub-link").inner_text().strip() == "", "opening the page pushed nothing"
     screenshot(page, "hub")
