@@ -25,9 +25,9 @@ status=0
 echo "== ruff check (lint rules in pyproject.toml)"
 .venv/bin/ruff check . || status=1
 echo "== all tests on TensorFlow"
-KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q "$@" || status=1
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q --durations=30 "$@" || status=1
 echo "== core tests on JAX"
-KERAS_BACKEND=jax .venv/bin/python -m pytest -q -m core "$@" || status=1
+KERAS_BACKEND=jax .venv/bin/python -m pytest -q -m core --durations=15 "$@" || status=1
 echo "== core tests on PyTorch"
-KERAS_BACKEND=torch .venv/bin/python -m pytest -q -m core "$@" || status=1
+KERAS_BACKEND=torch .venv/bin/python -m pytest -q -m core --durations=15 "$@" || status=1
 exit $status
