@@ -1,18 +1,12 @@
 """Share a finished run on the Hugging Face Hub, and get it back as a working encoder + classifier.
 
-A pushed repository holds
+This module is the transport: tokens, retries, the Hub's errors explained, ``push`` and ``load``. What a pushed
+repository holds, and the accuracy its card quotes, are ``sslcore.hub_files``'s; the card is ``sslcore.model_card``'s.
 
-    encoder.keras        feature extractor: RGB pixels 0–255 → features (Keras 3 format, loads with plain Keras)
-    classifier.keras     encoder + linear head + softmax → class probabilities (runs on labelled data only)
-    config.json          the run's training config plus ``class_names`` and ``sslcore_version``
-    metrics.jsonl        one row per epoch
-    training_curves.png, tsne.png    when plotly can write PNG files (it needs the ``kaleido`` package)
-    README.md            the model card (``sslcore.model_card``): metadata, kNN / linear accuracy, config, usage
-
-``push`` measures kNN and linear accuracy with the published protocol (k = 200, τ = 0.1 cosine; logistic
-regression on standardised features) on the run's held-out split, uploads the models and files in one commit
-(``HfApi.create_repo(exist_ok=True)`` + ``upload_folder``), then the card in a second one, so the card never
-describes weights that are not there yet. ``load`` takes ``hf://user/name``, ``user/name`` or a local run folder.
+``push`` checks the token and the namespace before anything slow, stages the files, uploads the models and files
+in one commit (``HfApi.create_repo(exist_ok=True)`` + ``upload_folder``), then the card in a second one, so the
+card never describes weights that are not there yet. ``load`` takes ``hf://user/name``, ``user/name`` or a local
+run folder.
 
 The token comes from the caller (the Hub page's field or ``--token``), else ``HF_TOKEN``, else the login saved by
 ``hf auth login`` (``huggingface_hub.get_token()``). It is only ever sent in the Authorization header: it is not
@@ -21,26 +15,19 @@ failures are retried a few times with backoff before the error says what to chec
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from sslcore.run import LoadedModel, Run, RunNotFinished
-from sslcore.runs import write_json_atomic
 
 RETRY_ATTEMPTS = 3            # tries of each Hub call that fails on the network or with a 5xx / 429
 RETRY_BACKOFF_SECONDS = 1.0   # wait before the 2nd try; doubles each time
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
-PUSHED_FILES = ("encoder.keras", "classifier.keras", "metrics.jsonl")
-MAX_TSNE_POINTS = 1000
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -327,25 +314,21 @@ def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, 
                       progress=say)  # before measuring anything
     api, repo_id, endpoint = session.api, session.repo_id, session.context.endpoint
 
-    config = run.config
+    from sslcore import hub_files
+    from sslcore.model_card import build_model_card
+
     with tempfile.TemporaryDirectory(prefix="sslcore-push-") as staging:
         stage = Path(staging)
-        say("measuring kNN and linear accuracy" if evaluate else "reading the run")
-        evaluation, class_names, features = _evaluation(run, config, evaluate)
-        files, notes = _stage_files(run, config, class_names, stage)
-        images, image_notes = _write_images(run, class_names, features, stage, say)
-        files += images
-        notes += image_notes
+        staged = hub_files.stage(run, stage, evaluate=evaluate, version=_version(), progress=say)
+        files = staged.files
         say(f"creating {repo_id}")
         repo_url = session.call(f"create {repo_id}", lambda: api.create_repo(repo_id, private=private, exist_ok=True))
         say(f"uploading {', '.join(files)}")
         commit = session.call(f"upload the model files to {repo_id}", lambda: api.upload_folder(
             repo_id=repo_id, folder_path=stage, commit_message=commit_message or f"Upload sslcore run {run.name}"))
-        from sslcore.model_card import build_model_card
-
-        card = build_model_card(repo_id=repo_id, config=config, class_names=class_names,
-                                evaluation=evaluation, files=files, notes=notes, sslcore_version=_version(),
-                                license=license)
+        card = build_model_card(repo_id=repo_id, config=run.config, class_names=staged.class_names,
+                                evaluation=staged.evaluation, files=files, notes=staged.notes,
+                                sslcore_version=_version(), license=license)
         card_path = stage / "README.md"
         card_path.write_text(str(card), encoding="utf-8")
         say("uploading the model card")
@@ -354,7 +337,7 @@ def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, 
             commit_message="Model card (sslcore)"))
     url = str(repo_url).rstrip("/") if repo_url else f"{endpoint}/{repo_id}"
     return PushResult(repo_id=repo_id, url=url, commit_url=str(getattr(commit, "commit_url", commit)), private=private,
-                      files=[*files, "README.md"], evaluation=evaluation, notes=notes)
+                      files=[*files, "README.md"], evaluation=staged.evaluation, notes=staged.notes)
 
 
 def _version() -> str:
@@ -364,84 +347,6 @@ def _version() -> str:
         return getattr(sslcore, "__version__", "")
     except Exception:  # noqa: BLE001 - a version string is never worth failing a push
         return ""
-
-
-def _evaluation(run: Run, config: dict, evaluate: bool) -> tuple[dict | None, list[str], dict | None]:
-    """(figures for the card, class names, held-out features for the t-SNE image)."""
-    try:
-        data = run.dataset()
-    except Exception as error:  # noqa: BLE001 - the data may be gone; say so, or push without measuring
-        if evaluate:
-            raise HubError(f"push measures kNN and linear accuracy on the run's data and reads its class names, but "
-                           f"{config.get('data')} cannot be loaded here ({error}). Make the data available, or push "
-                           "with --no-eval to report the training-time kNN figure instead.", kind="no_data") from None
-        data = None
-    if data is not None:
-        class_names = list(data.class_names)
-    else:
-        classifier = run.classifier
-        class_names = [str(i) for i in range(int(classifier.output_shape[-1]) if classifier is not None else 0)]
-    if not evaluate or data is None or data.test_images is None or data.labelled_images is None:
-        last = next((row for row in reversed(run.dir.epochs()) if row.get("knn_accuracy") is not None), None)
-        if last is None:
-            return None, class_names, None
-        evaluation = {"knn_accuracy": last["knn_accuracy"], "linear_accuracy": None,
-                      "knn_k": config.get("knn_k", 200), "knn_temperature": config.get("knn_temperature", 0.1),
-                      "test_images": None, "train_images": None,
-                      "measured": f"The kNN figure is the trainer's, from the end of epoch {last['epoch']} (bank and "
-                                  "test split capped at the config's knn_bank_size / eval_size); the linear probe was "
-                                  "not measured (pushed without evaluation)."}
-        return evaluation, class_names, None
-    evaluation = run.evaluate(data)
-    features = {"features": evaluation.pop("test_features"), "labels": evaluation.pop("test_labels")}
-    return {**evaluation, "measured": "Measured when the model was pushed."}, class_names, features
-
-
-def _stage_files(run: Run, config: dict, class_names: list[str], stage: Path) -> tuple[list[str], list[str]]:
-    files, notes = [], []
-    for name in PUSHED_FILES:
-        source = run.path / name
-        if source.exists():
-            shutil.copy2(source, stage / name)
-            files.append(name)
-    if "classifier.keras" not in files:
-        notes.append("No classifier.keras: the run's data had no labels, so only the encoder is shared.")
-    write_json_atomic(stage / "config.json", {**config, "class_names": class_names, "num_classes": len(class_names),
-                                              "sslcore_version": _version()})
-    files.insert(2 if "classifier.keras" in files else 1, "config.json")
-    return files, notes
-
-
-def _write_images(run: Run, class_names: list[str], features: dict | None, stage: Path,
-                  say: Callable[[str], None]) -> tuple[list[str], list[str]]:
-    """Training curves and t-SNE as PNG through sslcore.plots, when plotly can write PNGs; else a note saying why."""
-    try:
-        from sslcore import plots
-    except ImportError:
-        return [], ["No training-curve or t-SNE images: sslcore.plots is not available."]
-    if importlib.util.find_spec("kaleido") is None:
-        return [], ["No training-curve or t-SNE images: plotly needs the `kaleido` package to write PNG files "
-                    "(pip install kaleido). The per-epoch figures are in metrics.jsonl."]
-    written, notes = [], []
-    say("drawing the training curves and t-SNE")
-    try:
-        figure = plots.training_figure([(run.name, run.dir.steps(), run.dir.epochs())])
-        figure.write_image(stage / "training_curves.png", width=1000, height=560)
-        written.append("training_curves.png")
-    except Exception as error:  # noqa: BLE001 - an image is never worth failing a push
-        notes.append(f"No training-curve image: writing the PNG failed ({type(error).__name__}: {error}).")
-    if features is not None:
-        try:
-            from sslcore import evaluate as protocol
-
-            chosen = np.random.default_rng(0).permutation(len(features["features"]))[:MAX_TSNE_POINTS]
-            points = protocol.tsne(features["features"][chosen])
-            figure = plots.tsne_figure(points, features["labels"][chosen], class_names)
-            figure.write_image(stage / "tsne.png", width=800, height=700)
-            written.append("tsne.png")
-        except Exception as error:  # noqa: BLE001
-            notes.append(f"No t-SNE image: writing the PNG failed ({type(error).__name__}: {error}).")
-    return written, notes
 
 
 # ---------------------------------------------------------------------------------------------- load

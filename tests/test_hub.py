@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import huggingface_hub.constants
-from sslcore import cli, hub
+from sslcore import cli, hub, hub_files
 from tests.fake_hub import FakeHub
 from tests.helpers import free_port, run_cli, tiny_config
 ALICE = "hf_alice_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -127,7 +127,7 @@ def test_someone_elses_namespace_is_a_403_before_anything_is_measured(standin_ru
 
 def test_the_hubs_own_403_is_explained_too(standin_run, fake_hub, monkeypatch):
     """alice is only a reader of 'readers': whoami lists the org, the Hub refuses the write."""
-    monkeypatch.setattr(hub, "_evaluation", lambda run, config, evaluate: (None, ["0", "1"], None))
+    monkeypatch.setattr(hub_files, "measure", lambda run, evaluate: (None, ["0", "1"], None))
     with pytest.raises(hub.HubError, match="403") as caught:
         hub.push(standin_run, "readers/model", token=ALICE, endpoint=fake_hub.url, **FAST)
     assert caught.value.kind == "forbidden" and ALICE not in str(caught.value)
