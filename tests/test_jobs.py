@@ -8,7 +8,7 @@ import pytest
 
 import sslcore  # noqa: F401  (chooses the Keras backend before keras is imported)
 from sslcore.config import TrainConfig
-from sslcore.jobs import JobManager, config_from_settings, describe, new_run_id
+from sslcore.jobs import JobManager, config_from_settings, new_run_id
 from tests.helpers import wait_until
 
 TINY = {"epochs": 2, "batch_size": 128, "image_size": 32}
@@ -94,9 +94,27 @@ def test_run_ids_are_readable_and_unique(tmp_path):
 
 
 def test_describe_reads_like_a_progress_line():
+    from pages.train import describe   # the Train page's progress line, from the manager's status
+
     line = describe({"state": "running", "step": 12, "total_steps": 55, "epoch": 2, "epochs": 5,
                      "images_per_second": 1650.4, "eta_seconds": 65})
     assert line == "running · step 12/55 · epoch 2/5 · 1,650 img/s · 1 min 05 s left"
+
+
+@pytest.mark.parametrize("value, expected", [(None, 1), ("3", 3), ("0", 1)])
+def test_sslcore_max_jobs_sets_how_many_runs_train_at_once(tmp_path, monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("SSLCORE_MAX_JOBS", raising=False)
+    else:
+        monkeypatch.setenv("SSLCORE_MAX_JOBS", value)
+    assert JobManager(tmp_path / "runs", start_thread=False).max_jobs == expected
+    assert JobManager(tmp_path / "runs", max_jobs=2, start_thread=False).max_jobs == 2, "the argument wins"
+
+
+def test_a_bad_sslcore_max_jobs_is_named_in_the_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLCORE_MAX_JOBS", "two")
+    with pytest.raises(ValueError, match="SSLCORE_MAX_JOBS must be a whole number of jobs; got 'two'"):
+        JobManager(tmp_path / "runs", start_thread=False)
 
 
 # ---------------------------------------------------------------------------------------------- real runs
