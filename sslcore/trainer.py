@@ -21,7 +21,7 @@ from sslcore import evaluate
 from sslcore.config import TrainConfig
 from sslcore.data import Dataset
 from sslcore.run import load_run_data
-from sslcore.distribute import check_batch_size, data_parallel
+from sslcore.distribute import check_batch_size, check_hosts_agree, data_parallel
 from sslcore.model import SSLModel
 from sslcore.runs import RunDir, process_started_at, write_json_atomic
 from sslcore.steps import DeviceData, make_train_step, to_host
@@ -124,6 +124,8 @@ class Trainer:
         set_random_seed(config.seed)
         self.distribution = data_parallel(config.devices)
         check_batch_size(self.distribution, config.batch_size)
+        if self.distribution is not None:
+            check_hosts_agree(config.to_dict(), data.train_images)
         with self.distribution.scope() if self.distribution else contextlib.nullcontext():
             self._build(config, data)
         self.position = Position()

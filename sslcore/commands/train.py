@@ -17,9 +17,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     from sslcore.config import TrainConfig
+    from sslcore.distribute import join_hosts
     from sslcore.runs import RunDir
     from sslcore.trainer import Trainer
 
+    join_hosts()   # a no-op unless the launcher set KERAS_DISTRIBUTION_NUM_PROCESSES above 1
     given = config_values(args)
     run_dir = RunDir(args.out)
     if args.resume:
