@@ -15,10 +15,13 @@ edit a briefly trained encoder learns (docs/audit.md):
    nearest neighbours score 0.98), because a few directions, the ones that tell classes apart, carry most of
    the variance; whitened, the instance-specific directions count as much, nearest distinct images score ~0.65
    and a re-compressed, mirrored or brightened copy still scores ≥ 0.9 (docs/audit.md has the table).
-   Each image's ``CROP_CHECKED_CANDIDATES`` nearest images are also compared with crops of it and it with crops
-   of them (``sslcore.alignment``); where the best crop-aligned colour correlation, put on the same scale by
-   ``aligned_similarity``, is higher than the whitened similarity, it is the pair's similarity. A cropped copy
-   that a briefly trained encoder places at 0.5–0.7 aligns with its original at 0.99 or more.
+   Each image's ``DUPLICATE_CANDIDATES`` nearest images, and its ``PIXEL_CANDIDATES`` nearest by a 4-pixel colour
+   thumbnail of the whole image and of its centre (``pixel_neighbours``: whether a crop is among its original's
+   nearest embeddings depends on the training recipe, issue 18; whether it is among its nearest thumbnails does
+   not), are compared with crops of it and it with crops of them (``sslcore.alignment``); where the best
+   crop-aligned colour correlation, put on the same scale by ``aligned_similarity``, is higher than the whitened
+   similarity, it is the pair's similarity. A cropped copy that a briefly trained encoder places at 0.5–0.7 aligns
+   with its original at 0.99 or more.
 3. **Outliers** are scored twice, by the mean cosine distance (1 − similarity) to their ``neighbors`` nearest other
    images: once on the encoder's output (unit features, not whitened: whitening would weigh the many
    low-variance directions, which carry per-image detail, as much as the few that carry what is typical of the
@@ -51,7 +54,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sslcore import evaluate
+from sslcore import alignment, evaluate
 from sslcore.export import check_outside, embed_folder, load_encoder
 
 # Whitened cosine similarity at or above which two images are near-duplicates. Calibrated on CIFAR-10 with a
@@ -66,8 +69,12 @@ DEFAULT_NEIGHBORS = 10
 # Nearest neighbours per image searched for near-duplicates.
 DUPLICATE_CANDIDATES = 20
 # Of those, the nearest ones also compared pixel by pixel against crops of each other (sslcore.alignment): an encoder
-# trained briefly is not crop invariant, yet a cropped copy is among its original's nearest images.
+# trained briefly is not crop invariant, yet a cropped copy is usually among its original's nearest images.
 CROP_CHECKED_CANDIDATES = 20
+# Nearest images in pixel space (``pixel_neighbours``) added to the candidates, per image and per query (the whole
+# image and its centre crop): whether a cropped copy is among its original's nearest embeddings depends on how
+# crop-invariant the run's training made it; its tiny colour thumbnail does not. All of them get the crop check.
+PIXEL_CANDIDATES = 10
 # The crop-aligned pixel correlation that counts as much as a whitened similarity of DEFAULT_THRESHOLD: an exact
 # crop correlates at 0.99–1.0, distinct lookalikes at up to 0.97 (docs/audit.md).
 ALIGNED_AT_THRESHOLD = 0.98
@@ -136,18 +143,52 @@ def prepare(features: np.ndarray, shrink: float = WHITENING_SHRINK) -> np.ndarra
     return evaluate.normalize_rows(centred)
 
 
-def neighbours(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` most similar other rows (indices, cosine similarities), most similar first, self excluded."""
+def neighbours(unit: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` most similar other rows (indices, cosine similarities), most similar first, self excluded.
+
+    ``queries`` (default: ``unit`` itself) are other views of the same rows, searched among ``unit`` in their place.
+    """
     n = len(unit)
     k = min(k, n - 1)
     if k < 1:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
-    indices, similarities = evaluate.nearest_neighbors(unit, unit, k + 1)
+    indices, similarities = evaluate.nearest_neighbors(unit, unit if queries is None else queries, k + 1)
     # The row itself is normally first, but an exact copy ties with it: drop it wherever it is, else the last.
     is_self = indices == np.arange(n)[:, None]
     is_self[~is_self.any(axis=1), -1] = True
     keep = ~is_self
     return indices[keep].reshape(n, k), similarities[keep].reshape(n, k).astype(np.float32)
+
+
+def pixel_neighbours(thumbs: np.ndarray, k: int = PIXEL_CANDIDATES) -> np.ndarray:
+    """(N, 2k) indices: each image's ``k`` nearest images by its tiny colour thumbnail (``alignment.pixel_descriptors``),
+    then the ``k`` nearest to its centre crop. The crop query finds the image's cropped copies (whose whole picture
+    is that crop); the whole one finds resized, re-compressed and re-lit copies, and originals of a crop."""
+    whole = alignment.pixel_descriptors(thumbs)
+    found = [neighbours(whole, k, queries)[0]
+             for queries in (whole, alignment.pixel_descriptors(thumbs, alignment.PIXEL_CROP))]
+    return np.concatenate(found, axis=1)
+
+
+def pair_similarities(unit: np.ndarray, indices: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Cosine similarity of each row with each of its listed rows (N, k), a block of rows at a time (no N × k × d)."""
+    similarities = np.empty(indices.shape, np.float32)
+    for start in range(0, len(indices), chunk):
+        rows = unit[start:start + chunk]
+        similarities[start:start + chunk] = np.einsum("nd,nkd->nk", rows, unit[indices[start:start + chunk]])
+    return similarities
+
+
+def candidate_neighbours(unit: np.ndarray, thumbs: np.ndarray, *, embedding_k: int = DUPLICATE_CANDIDATES,
+                         pixel_k: int = PIXEL_CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's candidate near-duplicates, (indices, whitened similarities): its ``embedding_k`` nearest in the
+    whitened embedding ``unit``, then its ``pixel_neighbours`` (scored by the embedding too); a pair may repeat."""
+    indices, similarities = neighbours(unit, embedding_k)
+    if pixel_k < 1 or len(unit) < 2:
+        return indices, similarities
+    pixel = pixel_neighbours(thumbs, pixel_k)
+    return (np.concatenate([indices, pixel], axis=1),
+            np.concatenate([similarities, pair_similarities(unit, pixel)], axis=1))
 
 
 def nearest_other(unit: np.ndarray) -> np.ndarray:
@@ -196,12 +237,10 @@ def aligned_similarity(correlation: np.ndarray) -> np.ndarray:
 
 
 def with_crop_check(images: np.ndarray, indices: np.ndarray, similarities: np.ndarray,
-                    checked: int = CROP_CHECKED_CANDIDATES) -> np.ndarray:
+                    checked: int = CROP_CHECKED_CANDIDATES, thumbs: np.ndarray | None = None) -> np.ndarray:
     """Each neighbour's similarity, raised to its ``aligned_similarity`` where that is higher, for the first
     ``checked`` neighbours of every image: a crop, resize, re-compression or re-lighting of a picture aligns with
-    it pixel for pixel even where the encoder places the two apart."""
-    from sslcore import alignment
-
+    it pixel for pixel even where the encoder places the two apart. ``thumbs``: the images' thumbnails, if made."""
     checked = min(checked, indices.shape[1])
     if checked < 1:
         return similarities
@@ -209,7 +248,7 @@ def with_crop_check(images: np.ndarray, indices: np.ndarray, similarities: np.nd
     # Each pair once, whichever image lists the other (the comparison goes both ways anyway).
     pairs, inverse = np.unique(np.stack([np.minimum(rows, cols), np.maximum(rows, cols)], axis=1), axis=0,
                                return_inverse=True)
-    aligned = aligned_similarity(alignment.crop_similarity(images, pairs))[inverse.ravel()].reshape(len(indices), checked)
+    aligned = aligned_similarity(alignment.crop_similarity(images, pairs, thumbs))[inverse.ravel()].reshape(len(indices), checked)
     raised = similarities.copy()
     raised[:, :checked] = np.maximum(similarities[:, :checked], aligned)
     return raised
@@ -316,10 +355,12 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
     timings["hash"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    indices, similarities = neighbours(prepare(embedded.features), DUPLICATE_CANDIDATES)
+    images = embedded.folder.images
+    thumbs = alignment.thumbnails(images)
+    indices, similarities = candidate_neighbours(prepare(embedded.features), thumbs)
     timings["duplicate_search"] = time.perf_counter() - started
     started = time.perf_counter()
-    similarities = with_crop_check(embedded.folder.images, indices, similarities)
+    similarities = with_crop_check(images, indices, similarities, checked=indices.shape[1], thumbs=thumbs)
     timings["crop_check"] = time.perf_counter() - started
     started = time.perf_counter()
     candidates = [DuplicatePair(paths[i], paths[j], round(s, 6), False)

@@ -10,8 +10,9 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from sslcore import audit
+from sslcore import alignment, audit
 from tests.corpus import (CORPUS_DIGITS, OUTLIERS, SIZE, digit_pictures, distinct_digits, edited_file,  # noqa: F401
                           folder_digest, make_corpus, outlier_pictures, save)
 from tests.helpers import run_cli
@@ -90,6 +91,37 @@ def test_a_cropped_copy_is_closer_to_its_original_than_most_of_the_folder(audite
     similarities = unit @ unit[original]
     closer = int(np.sum(similarities > similarities[copy])) - 1  # minus the original itself
     assert closer < 0.2 * len(unit), f"{closer} of {len(unit)} images are closer to the original than its crop"
+
+
+def test_copies_are_found_in_pixels_when_the_embedding_is_no_help(audited, monkeypatch):
+    """Issue 18: whether a cropped copy is among its original's nearest embeddings depends on the training recipe.
+    With random embeddings (an encoder that learnt nothing) the crop, resize, JPEG and brightness copies are still
+    candidates through their tiny thumbnails (``pixel_neighbours``) and reported through the crop check. (A mirrored
+    copy needs no pixels: flip averaging makes any encoder's embedding mirror-invariant.)"""
+    root, run, injected, *_ = audited
+    embed_folder = audit.embed_folder
+
+    def random_embeddings(*args, **kwargs):
+        embedded = embed_folder(*args, **kwargs)
+        embedded.features = np.random.default_rng(0).normal(size=embedded.features.shape).astype(np.float32)
+        return embedded
+
+    monkeypatch.setattr(audit, "embed_folder", random_embeddings)
+    report = audit.audit_folder(run, root)
+    found = {frozenset((pair.a, pair.b)) for pair in report.duplicates}
+    missed = [edit for edit in ("crop", "resize", "jpeg", "brightness") if frozenset(injected["edits"][edit]) not in found]
+    assert not missed, f"not reported with random embeddings: {missed}"
+
+
+def test_pixel_neighbours_list_the_crop_and_the_whole_picture_queries():
+    pictures = digit_pictures(40)[0]
+    cropped = np.asarray(Image.fromarray(pictures[7]).resize((SIZE, SIZE), Image.Resampling.BICUBIC, box=(6, 6, 58, 58)))
+    thumbs = alignment.thumbnails(np.concatenate([pictures, cropped[None]]))
+    indices = audit.pixel_neighbours(thumbs, 3)
+    assert indices.shape == (41, 6) and not (indices == np.arange(41)[:, None]).any()
+    assert indices[7, 3] == 40          # the original's centre crop finds its cropped copy first
+    with pytest.raises(ValueError, match="fraction of the side"):
+        alignment.pixel_descriptors(thumbs, crop=0.0)
 
 
 def test_flip_averaging_makes_a_mirrored_copy_match_exactly(audited):
