@@ -185,8 +185,17 @@ def run_choices(context: AppContext, need: str | None = None) -> list[tuple[str,
             continue
         knn = row.get("knn_accuracy")
         figures = f" · kNN {knn:.1%}" if isinstance(knn, (int, float)) else ""
-        choices.append((f"{row['run_id']} · {row['encoder']} · {row['state']}{figures}", row["run_id"]))
+        choices.append((f"{row['run_id']} · {row['encoder']} · {run_state(row)}{figures}", row["run_id"]))
     return choices
+
+
+def run_state(row: dict) -> str:
+    """A run list row's state, saying where its models stopped when they are a stopped run's (they can be explored,
+    classified with and pushed like a finished run's)."""
+    stopped = row.get("stopped_at")
+    if not stopped:
+        return row["state"]
+    return stopped if row["state"] == "stopped" else f"{row['state']} · models {stopped}"
 
 
 def run_dropdown(label: str = "Run", **kwargs) -> gr.Dropdown:

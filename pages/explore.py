@@ -69,7 +69,7 @@ def _caption(row: dict) -> str:
 
 def build(context: AppContext, tab: gr.Tab) -> None:
     with gr.Row():
-        run = run_dropdown("Finished run, or a model on the Hub (type USER/NAME)", elem_id="explore-run", scale=3)
+        run = run_dropdown("Finished or stopped run, or a model on the Hub (type USER/NAME)", elem_id="explore-run", scale=3)
         show = gr.Button("Show embeddings", variant="primary", elem_id="explore-show", scale=1)
     status = gr.Markdown(elem_id="explore-status")
     with gr.Row():
@@ -100,8 +100,9 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         view = explore.tsne_view(data)
         figure = plots.tsne_figure(view["points"], view["labels"], data.class_names, indices=view["indices"],
                                    thumbnails=view["thumbnails"], title=f"t-SNE · {run_id}")
-        return figure, message_html(f"{len(view['points'])} test images of {data.config['data']} embedded by {run_id}: "
-                                    "hover a point to see its image, click it for its nearest neighbours", "ok")
+        stopped = f" ({data.stopped}: its last checkpoint's encoder)" if data.stopped else ""
+        return figure, message_html(f"{len(view['points'])} test images of {data.config['data']} embedded by {run_id}"
+                                    f"{stopped}: hover a point to see its image, click it for its nearest neighbours", "ok")
 
     @reports_errors(outputs=3)
     def evaluation(run_id):

@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from pages.common import (AppContext, api_errors, browser_secret, data_source, data_source_picker, device_description,
+from pages.common import (AppContext, api_errors, browser_secret, run_state, data_source, data_source_picker, device_description,
                           message_html, refreshed_runs, register_visitor, reports_errors, run_dropdown)
 from sslcore import BACKEND, chunks, finetune, jobs, plots, zerogpu
 from sslcore.backend import installed_backends
@@ -99,7 +99,7 @@ def chart(shown: dict[str, dict]):
 
 def runs_table(context: AppContext) -> list[list[Any]]:
     percent = lambda v: f"{v:.1%}" if isinstance(v, (int, float)) else "—"
-    return [[r["run_id"], r["encoder"], r["backend"], r["state"], r["epochs"],
+    return [[r["run_id"], r["encoder"], r["backend"], run_state(r), r["epochs"],
              percent(r["knn_accuracy"]), percent(r["probe_accuracy"]),
              f"{r['images_per_second']:,.0f}" if r["images_per_second"] else "—"] for r in context.jobs.runs()]
 

@@ -49,7 +49,11 @@ def train_chunk(run_path: str, seconds: float, max_steps: int | None = None) -> 
     trainer = Trainer(config, run_path, callbacks=[first_step])
     # The run folder's stop request is the driver's (ChunkedRun) to clear: one made before this call began its
     # first step still stops it.
-    summary = trainer.fit(resume=resume, stop=run, max_seconds=seconds, max_steps=max_steps)
+    # Only a stop the visitor asked for exports the models: a chunk that ends on its time slice is one of many,
+    # and exporting after each would spend seconds of the visitor's GPU quota per call on files the next call
+    # replaces.
+    summary = trainer.fit(resume=resume, stop=run, max_seconds=seconds, max_steps=max_steps,
+                          export_on_stop=("requested",))
     return {**summary, "startup_seconds": first_step.seconds, "chunk_seconds": time.perf_counter() - started,
             "steps_per_epoch": trainer.steps_per_epoch}
 
@@ -175,6 +179,8 @@ class ChunkedRun:
             progress = {k: status[k] for k in ("step", "total_steps", "epoch", "epochs") if k in status}
             if run.stop_path.exists():
                 run.clear_stop()
+                # No GPU call just to export (it would cost the visitor a call's start-up from their quota): the
+                # models stay those of the last stop or none; Resume, then Stop during a call, exports them.
                 run.write_status("stopped", "stopped between GPU calls; Resume continues from the checkpoint",
                                  pid=None, **progress)
                 yield run.status()

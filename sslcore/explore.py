@@ -45,6 +45,7 @@ class RunEmbeddings:
     query_features: np.ndarray
     encoder: Any
     memo: dict = field(default_factory=dict)   # t-SNE and kNN results, computed on first use
+    stopped: str | None = None   # "stopped at step 40 of 100" when the encoder is a stopped run's
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         return embed_with(self.encoder, images)
@@ -72,11 +73,11 @@ def load_run(path: str | os.PathLike, token: str | None = None) -> RunEmbeddings
     if hub.is_hub_model(path):
         model = load_model(path, token)
         key, location, config, load_encoder = (os.fspath(path),), Path(os.fspath(path)), model.config, lambda: model.encoder
-        load_data = lambda: load_run_data(config)
+        load_data, stopped = lambda: load_run_data(config), None
     else:
         run = Run(path)
         key, location, config = (str(run.path.resolve()), *run.version), run.path, run.config
-        load_encoder, load_data = lambda: run.encoder, run.dataset
+        load_encoder, load_data, stopped = lambda: run.encoder, run.dataset, run.dir.stopped_text()
     with _cache_lock:  # one embedding pass per run, even when two tabs ask at once
         if key in _cache:
             _cache.move_to_end(key)
@@ -91,7 +92,7 @@ def load_run(path: str | os.PathLike, token: str | None = None) -> RunEmbeddings
         query_images, query_labels = _capped(data.test_images if has_test else data.train_images,
                                              data.test_labels if has_test else data.train_labels, MAX_QUERY_IMAGES, rng)
         embeddings = RunEmbeddings(path=location, config=config, class_names=list(data.class_names),
-                                   encoder=load_encoder(),
+                                   encoder=load_encoder(), stopped=stopped,
                                    bank_images=bank_images, bank_labels=bank_labels, bank_features=np.zeros(0),
                                    query_images=query_images, query_labels=query_labels, query_features=np.zeros(0))
         embeddings.bank_features = embeddings.embed(embeddings.bank_images)

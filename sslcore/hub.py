@@ -328,7 +328,7 @@ def push(run_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, 
             repo_id=repo_id, folder_path=stage, commit_message=commit_message or f"Upload sslcore run {run.name}"))
         card = build_model_card(repo_id=repo_id, config=run.config, class_names=staged.class_names,
                                 evaluation=staged.evaluation, files=files, notes=staged.notes,
-                                sslcore_version=_version(), license=license)
+                                sslcore_version=_version(), license=license, stopped=run.stopped)
         card_path = stage / "README.md"
         card_path.write_text(str(card), encoding="utf-8")
         say("uploading the model card")

@@ -351,7 +351,8 @@ class JobManager:
                          "epochs": f"{last.get('epoch', 0)}/{config.get('epochs')}",
                          "knn_accuracy": last.get("knn_accuracy"), "probe_accuracy": last.get("probe_accuracy"),
                          "images_per_second": last.get("images_per_second"),
-                         "has_encoder": run.encoder_path.exists(), "has_classifier": run.classifier_path.exists()})
+                         "has_encoder": run.encoder_path.exists(), "has_classifier": run.classifier_path.exists(),
+                         "stopped_at": run.stopped_text()})   # its models are a stopped run's: "stopped at step N of M"
         return rows
 
     def live_run(self) -> str | None:

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from sslcore.runs import describe_stop
+
 # Hub dataset ids for the sources sslcore knows; other sources keep their short name.
 HUB_DATASETS = {"tfds:cifar10": "uoft-cs/cifar10"}
 DATASET_NAMES = {"digits": "scikit-learn handwritten digits (8×8, upscaled)", "tfds:cifar10": "CIFAR-10",
@@ -71,12 +73,23 @@ def card_data(*, repo_id: str, config: dict[str, Any], evaluation: dict[str, Any
 
 def build_model_card(*, repo_id: str, config: dict[str, Any], class_names: Sequence[str],
                      evaluation: dict[str, Any] | None, files: Sequence[str], notes: Sequence[str] = (),
-                     sslcore_version: str = "", license: str | None = None) -> ModelCard:
+                     sslcore_version: str = "", license: str | None = None, stopped: dict | None = None) -> ModelCard:
+    """``stopped``: where a run stopped before its end (``Run.stopped``), which the card then says up front."""
     has_classifier = "classifier.keras" in files
     data = card_data(repo_id=repo_id, config=config, evaluation=evaluation, has_classifier=has_classifier,
                      license=license)
     body = _body(repo_id, config, list(class_names), evaluation, list(files), list(notes), sslcore_version, has_classifier)
+    if stopped:
+        body = body.replace("\n\n", "\n\n" + _stopped_paragraph(stopped, config) + "\n\n", 1)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def _stopped_paragraph(stopped: dict, config: dict[str, Any]) -> str:
+    """A stopped run's models are its last checkpoint's: the reader must know they are not the planned run's end."""
+    epochs = stopped.get("epochs") or config.get("epochs")
+    done = f", {stopped['epoch']} of {epochs} epochs complete" if stopped.get("epoch") is not None and epochs else ""
+    return (f"**Stopped early:** training was {describe_stop(stopped)}{done}, before its learning-rate schedule ended. "
+            "These are the models of its last checkpoint, not of the finished run.")
 
 
 def _body(repo_id, config, class_names, evaluation, files, notes, version, has_classifier) -> str:

@@ -1,9 +1,10 @@
-"""A finished run, opened once: its settings, the exact data its trainer used, its encoder and classifier.
+"""A finished (or stopped) run, opened once: its settings, the exact data its trainer used, its encoder and classifier.
 
 Everything that reads a finished run (Explore, fine-tune, push, ``eval``, audit, labelling, export, ``classify``)
 goes through :class:`Run`, so there is one loader of a run's data (the trainer's own arguments: split, seed,
 ``skip_bad_images``, ``tfds_data_dir``), one way to embed images, one evaluation protocol and one "not finished"
-error. :class:`LoadedModel` is the same for a model pulled from the Hub, which has no data beside it.
+error. A run stopped before its end (Stop, ``--max-seconds``, ``--max-steps``) exported the models of its last
+checkpoint and opens too; :attr:`Run.stopped` says where it stopped. :class:`LoadedModel` is the same for a model pulled from the Hub, which has no data beside it.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ _RECORDED = ("class_names", "num_classes", "sslcore_version")   # what a pushed 
 
 
 class RunNotFinished(ValueError):
-    """The run has no trained encoder yet: it is still training, stopped early, or failed."""
+    """The run has no trained encoder yet: still training, stopped before it exported one, or failed."""
 
 
 def data_arguments(config: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +63,9 @@ def embed_with(model, images: np.ndarray, batch_size: int = EMBED_BATCH) -> np.n
 
 
 class Run:
-    """A finished run folder. ``Run(path)`` raises ValueError when it is not a run, RunNotFinished before its end."""
+    """A run folder with a trained encoder: finished, or stopped with its last checkpoint's models exported.
+
+    ``Run(path)`` raises ValueError when it is not a run, RunNotFinished when it has no encoder to load."""
 
     def __init__(self, path: str | os.PathLike | RunDir):
         self.dir = path if isinstance(path, RunDir) else RunDir(path)
@@ -72,7 +75,7 @@ class Run:
         if not self.dir.encoder_path.exists():
             raise RunNotFinished(f"Run {self.dir.name} has not finished, so it has no trained encoder yet (and no "
                                  f"classifier): resume it (python -m sslcore train --resume --out {self.dir.path}) "
-                                 "or pick a finished run")
+                                 "or pick a finished or stopped run")
 
     @property
     def path(self) -> Path:
@@ -85,6 +88,17 @@ class Run:
     @functools.cached_property
     def config(self) -> dict[str, Any]:
         return self.dir.config()
+
+    @property
+    def stopped(self) -> dict | None:
+        """Where the run stopped ({"step", "total_steps", "epoch", "epochs"}) when its models are a stopped run's;
+        None when they are a finished run's."""
+        return self.dir.stopped_at()
+
+    @property
+    def state_text(self) -> str:
+        """"finished", or "stopped at step 40 of 100": what a page or a model card says about these models."""
+        return self.dir.stopped_text() or "finished"
 
     @property
     def image_size(self) -> int:

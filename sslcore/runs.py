@@ -8,7 +8,8 @@
     classifier.keras  encoder + linear probe → class probabilities (labelled data only)
     checkpoints/      ckpt-<global step>.npz: every variable of model and optimizer, plus trainer state
     stop_requested    present while someone asks the running job to stop after its current step
-    summary.json      the final figures
+    summary.json      the figures of the exported models: state "finished", or "stopped" with the step they
+                      were exported at (a stopped run's encoder.keras and classifier.keras are its last checkpoint's)
 """
 from __future__ import annotations
 
@@ -170,6 +171,24 @@ class RunDir:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
+    def stopped_at(self) -> dict | None:
+        """Where the exported models stopped, when they are a stopped run's ({"step", "total_steps", "epoch",
+        "epochs"}); None for a finished run's models, or when there are none.
+
+        From summary.json, not status.json: the status moves on when the run is resumed (or killed), while the
+        models stay those of the stop until the resumed run replaces them."""
+        summary = self.summary()
+        if not summary or summary.get("state") != "stopped" or not self.encoder_path.exists():
+            return None
+        return {"step": summary.get("global_step"), "total_steps": summary.get("total_steps"),
+                "epoch": summary.get("epochs_completed"), "epochs": summary.get("epochs")}
+
+    def stopped_text(self) -> str | None:
+        """"stopped at step 40 of 100" for a stopped run's models (None otherwise): what the run list, Explore and
+        the model card say about them."""
+        stopped = self.stopped_at()
+        return describe_stop(stopped) if stopped else None
+
     # -- checkpoints --------------------------------------------------------------------------------
     def save_checkpoint(self, global_step: int, model_values: list[np.ndarray], optimizer_values: list[np.ndarray],
                         state: dict, keep: int = 3) -> Path:
@@ -201,6 +220,11 @@ class RunDir:
             optimizer_values = [archive[k] for k in sorted(k for k in archive.files if k.startswith("optimizer_"))]
             state = json.loads(archive["state_json"].tobytes().decode())
         return model_values, optimizer_values, state
+
+
+def describe_stop(stopped: dict) -> str:
+    total = stopped.get("total_steps")
+    return f"stopped at step {stopped['step']}" + (f" of {total}" if total else "")
 
 
 def list_runs(root: str | os.PathLike) -> list[RunDir]:

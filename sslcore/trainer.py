@@ -27,6 +27,13 @@ from sslcore.runs import RunDir, process_started_at, write_json_atomic
 from sslcore.steps import DeviceData, make_train_step, to_host
 
 
+# What a time stop that exports keeps free for saving encoder.keras and classifier.keras (about 0.5 s for the tiny
+# convnet on 2 CPU cores; a resnet50 takes longer, so a tight --max-seconds may overrun by its difference).
+EXPORT_MARGIN_SECONDS = 2.0
+# Why fit stops before the end: the stop signal (the app's Stop, SIGTERM in the CLI), max_seconds, max_steps.
+STOP_REASONS = ("requested", "time", "steps")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the likely cause."""
 
@@ -163,24 +170,26 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self, *, resume: bool = False, stop: StopSignal | None = None, max_seconds: float | None = None,
-            max_steps: int | None = None) -> dict:
+            max_steps: int | None = None, export_on_stop: tuple[str, ...] = STOP_REASONS) -> dict:
         """Train to the configured epochs, or until ``stop`` is set, ``max_seconds`` nearly run out or this
         call has trained ``max_steps`` steps (a chunk of a longer run; ``resume`` continues it).
 
-        With a run folder and no ``stop`` given, the folder's stop request is the signal. Any failure is
-        written to the run's status with its message before it propagates.
+        With a run folder and no ``stop`` given, the folder's stop request is the signal. A run stopped for one of
+        ``export_on_stop``'s reasons exports its encoder (and classifier) as they are, so it can be explored and
+        used before it is resumed; the resumed run replaces them at its end. Any failure is written to the run's
+        status with its message before it propagates.
         """
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be at least 1; got {max_steps}")
         try:
-            return self._fit(resume, stop, max_seconds, max_steps)
+            return self._fit(resume, stop, max_seconds, max_steps, export_on_stop)
         except TrainingDiverged:
             raise
         except Exception as error:
             self._status("failed", f"{type(error).__name__}: {error}")
             raise
 
-    def _fit(self, resume, stop, max_seconds, max_steps) -> dict:
+    def _fit(self, resume, stop, max_seconds, max_steps, export_on_stop) -> dict:
         started = time.perf_counter()
         if self.model is None:
             self.prepare()
@@ -212,12 +221,15 @@ class Trainer:
         pending: list[tuple[int, dict]] = []
         stop_reason, step_seconds = None, None
         offset_elapsed = position.elapsed_seconds
+        # A time stop leaves room for the export too when this stop exports (a chunk's time slice does not).
+        save_margin = 1.0 + (EXPORT_MARGIN_SECONDS if "time" in export_on_stop else 0.0)
         while position.epoch < config.epochs and stop_reason is None:
             order = np.random.default_rng([config.seed, position.epoch]).permutation(len(data.train_images))
             probe_rng = np.random.default_rng([config.seed, position.epoch, 1])
             epoch_started = time.perf_counter() - position.epoch_seconds
             while position.step_in_epoch < self.steps_per_epoch:
-                stop_reason = self._stop_reason(stop, max_seconds, started, step_seconds, position.global_step == last_step)
+                stop_reason = self._stop_reason(stop, max_seconds, started, step_seconds, position.global_step == last_step,
+                                                save_margin)
                 if stop_reason is not None:
                     break
                 step_started = time.perf_counter()
@@ -245,19 +257,23 @@ class Trainer:
             if run:
                 self._checkpoint()
 
+        if stop_reason in ("time", "steps") and stop is not None and stop.is_set():
+            # Stop pressed during the last step or the checkpoint: the user stopped the run, not just this call.
+            stop_reason = "requested"
         if stop_reason == "requested" and isinstance(stop, RunDir):
             stop.clear_stop()   # honoured: a later fit of this run is not stopped by the same request
-        summary = self._finish(stop_reason)
+        summary = self._finish(stop_reason, export=stop_reason in export_on_stop)
         return summary
 
     @staticmethod
-    def _stop_reason(stop, max_seconds, started, step_seconds, step_budget_spent: bool) -> str | None:
+    def _stop_reason(stop, max_seconds, started, step_seconds, step_budget_spent: bool,
+                     save_margin: float = 1.0) -> str | None:
         """Why training stops before this step: requested, time or steps (None: it goes on)."""
         if stop is not None and stop.is_set():
             return "requested"
         # Leave room for one more step plus saving: stop while the budget still covers both.
         if (max_seconds is not None and step_seconds is not None
-                and time.perf_counter() - started + 2 * step_seconds + 1.0 > max_seconds):
+                and time.perf_counter() - started + 2 * step_seconds + save_margin > max_seconds):
             return "time"
         return "steps" if step_budget_spent else None
 
@@ -365,28 +381,58 @@ class Trainer:
                                  [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables], state,
                                  keep=self.config.keep_checkpoints)
 
-    def _finish(self, stop_reason: str | None) -> dict:
+    def _finish(self, stop_reason: str | None, export: bool = False) -> dict:
         stopped_early = stop_reason is not None
+        # Nothing trained (stopped before the first step) is nothing worth loading.
+        export = export and stopped_early and self.position.global_step > 0 and self.run is not None
         last = getattr(self, "last_epoch", None)
         if last is None and self.run:  # resumed with no epoch left to train: the figures are on disk
             last = (self.run.epochs() or [None])[-1]
         last = last or {}
         summary = {"state": "stopped" if stopped_early else "finished", "stop_reason": stop_reason,
-                   "epochs_completed": self.position.epoch,
-                   "global_step": self.position.global_step, "backend": keras.backend.backend(),
+                   "epochs_completed": self.position.epoch, "epochs": self.config.epochs,
+                   "global_step": self.position.global_step, "total_steps": self.total_steps,
+                   "backend": keras.backend.backend(),
                    **{key: last.get(key) for key in ("loss", "contrastive_accuracy", "probe_accuracy", "knn_accuracy",
                                                      "collapse_std", "images_per_second")}}
         if self.run:
             summary["run"] = str(self.run.path)
             if not stopped_early:
                 self.save_models()
+            elif export:
+                self._export_stopped()
+            if export or not stopped_early:   # summary.json says which models the folder holds (RunDir.stopped_at)
                 write_json_atomic(self.run.summary_path, summary)
-            message = ("stopped: resume to continue from the checkpoint" if stopped_early else "finished")
+            message = "finished"
+            if stopped_early:
+                message = "stopped: resume to continue from the checkpoint"
+                if export:
+                    message = (f"stopped at step {self.position.global_step} of {self.total_steps}: encoder.keras holds "
+                               "this step's weights; resume to continue from the checkpoint")
             self._status(summary["state"], message, step=self.position.global_step, total_steps=self.total_steps,
                          epoch=self.position.epoch, epochs=self.config.epochs)
         for callback in self.callbacks:
             callback.on_train_end(summary)
         return summary
+
+    def _export_stopped(self) -> None:
+        """Save the models of a run stopped mid-way, with the probe's statistics set as at an epoch's end.
+
+        Mid-epoch the probe's moving averages lag (see ``_set_probe_statistics``), so they are set from the kNN bank
+        for the export and put back afterwards: the weights in memory stay those of the checkpoint just written.
+        """
+        probe = self.model.linear_probe
+        if probe is None or self.bank_index is None or self.position.step_in_epoch == 0:
+            self.save_models()   # no probe, or at an epoch's end, where evaluation has just set them
+            return
+        standardize = probe.get_layer("linear_probe_standardize")
+        kept = [keras.ops.convert_to_numpy(v) for v in (standardize.moving_mean, standardize.moving_variance)]
+        self._set_probe_statistics(self.embed(self.dataset.labelled_images[self.bank_index]))
+        try:
+            self.save_models()
+        finally:
+            standardize.moving_mean.assign(kept[0])
+            standardize.moving_variance.assign(kept[1])
 
     def save_models(self) -> None:
         self.model.feature_extractor().save(self.run.encoder_path)

@@ -66,3 +66,23 @@ def test_a_run_that_has_not_finished_says_so_everywhere(tmp_path):
     with pytest.raises(ValueError, match="not a run folder"):
         Run(tmp_path / "nothing")
     assert cli_main(["eval", "--run", str(run.path)]) == 2
+
+
+def test_a_stopped_run_opens_and_says_where_it_stopped_everywhere(tmp_path):
+    """A run stopped by --max-steps is listed, explored and carded as "stopped at step N of M"."""
+    from sslcore.jobs import JobManager
+    from sslcore.model_card import build_model_card
+
+    config = tiny_config(epochs=1, encoder_width=16)   # 11 steps
+    Trainer(config, tmp_path / "runs" / "half").fit(max_steps=4)
+    run = Run(tmp_path / "runs" / "half")
+    assert run.state_text == "stopped at step 4 of 11"
+    row = JobManager(tmp_path / "runs", start_thread=False).runs()[0]
+    assert row["state"] == "stopped" and row["has_encoder"] and row["stopped_at"] == "stopped at step 4 of 11"
+    assert explore.load_run(run.path).stopped == "stopped at step 4 of 11"
+    card = str(build_model_card(repo_id="someone/half", config=run.config, class_names=run.config["class_names"],
+                                evaluation=None, files=["encoder.keras", "classifier.keras"], stopped=run.stopped))
+    assert "**Stopped early:** training was stopped at step 4 of 11, 0 of 1 epochs complete" in card
+    finished = str(build_model_card(repo_id="someone/half", config=run.config, class_names=[], evaluation=None,
+                                    files=["encoder.keras"]))
+    assert "Stopped early" not in finished

@@ -87,6 +87,55 @@ def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path, method):
     assert len(RunDir(tmp_path / "split").steps()) == len(RunDir(tmp_path / "whole").steps())
 
 
+def test_a_run_stopped_mid_way_is_usable_and_resuming_replaces_its_models(tmp_path):
+    """--max-steps (as Stop and --max-seconds) leaves encoder.keras and classifier.keras of the last checkpoint,
+    marked as stopped at that step; the resumed run finishes exactly as before and replaces them."""
+    from sslcore.run import Run
+
+    config = tiny_config(epochs=2)   # 11 steps per epoch
+    run = RunDir(tmp_path / "run")
+    first = Trainer(config, run.path)
+    summary = first.fit(max_steps=7)
+    assert summary["state"] == "stopped" and summary["global_step"] == 7 and summary["total_steps"] == 22
+    assert run.encoder_path.exists() and run.classifier_path.exists()
+    assert run.stopped_text() == "stopped at step 7 of 22" and "stopped at step 7 of 22" in run.status()["message"]
+
+    stopped = Run(run.path)
+    assert stopped.stopped == {"step": 7, "total_steps": 22, "epoch": 0, "epochs": 2}
+    assert stopped.state_text == "stopped at step 7 of 22"
+    images = first.dataset.test_images[:16]
+    stopped_features = stopped.embed(images)
+    np.testing.assert_allclose(stopped_features, first.embed(images), atol=1e-4)
+    assert stopped.model().predict(images).shape == (16, 10)
+    # Mid-epoch, the exported probe standardises with the clean bank's statistics, not the lagging moving averages.
+    standardize = next(layer for layer in stopped.classifier._flatten_layers() if layer.name == "linear_probe_standardize")
+    bank = first.embed(first.dataset.labelled_images[first.bank_index])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(standardize.moving_mean), bank.mean(axis=0), rtol=1e-4, atol=1e-5)
+    saved_weights = weights(first)   # exporting left the weights in memory as checkpointed: the run resumes exactly
+
+    second = Trainer(config, run.path)
+    second.prepare()
+    second.restore(run.latest_checkpoint())
+    for a, b in zip(saved_weights, weights(second)):
+        np.testing.assert_array_equal(a, b)
+    assert second.fit(resume=True)["state"] == "finished"
+    finished = Run(run.path)
+    assert finished.stopped is None and finished.state_text == "finished" and run.stopped_text() is None
+    np.testing.assert_allclose(finished.embed(images), second.embed(images), atol=1e-4)
+    assert not np.allclose(finished.embed(images), stopped_features, atol=1e-3), "the final encoder replaced it"
+
+
+def test_a_run_stopped_before_its_first_step_has_nothing_to_load(tmp_path):
+    from sslcore.run import Run, RunNotFinished
+
+    run = RunDir(tmp_path / "run")
+    run.request_stop()
+    assert Trainer(small_config(epochs=1), run.path, dataset=small_dataset()).fit()["global_step"] == 0
+    assert not run.encoder_path.exists() and run.stopped_text() is None
+    with pytest.raises(RunNotFinished, match="has not finished"):
+        Run(run.path)
+
+
 def test_stop_request_file_stops_after_the_current_step(tmp_path):
     run = RunDir(tmp_path / "run")
     trainer = Trainer(tiny_config(epochs=3), run.path)

@@ -1,6 +1,8 @@
 """``train``: pretrain an encoder into a run folder, with a live progress bar; ``--resume`` continues it."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 
 from sslcore.commands.options import add_config_flags, config_values
@@ -38,7 +40,27 @@ def run(args) -> dict:
         config = TrainConfig.from_dict(given)
     callbacks = [] if args.no_progress else [ProgressBar()]
     trainer = Trainer(config, args.out, callbacks=callbacks, loading_progress=not args.no_progress)
-    return trainer.fit(resume=args.resume, max_seconds=args.max_seconds, max_steps=args.max_steps)
+    with stop_on_sigterm(run_dir):
+        return trainer.fit(resume=args.resume, max_seconds=args.max_seconds, max_steps=args.max_steps)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(run_dir):
+    """SIGTERM (``kill PID``, a scheduler's notice before its time limit) stops the run as the app's Stop does: after
+    the current step, with a checkpoint and the models exported. A second SIGTERM kills at once."""
+    def request_stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        run_dir.request_stop()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, request_stop)
+    except ValueError:   # not the main thread (the CLI called from a thread): keep the default
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class ProgressBar:
