@@ -64,6 +64,32 @@ def _method_control(field: dict):
     return gr.Textbox(str(default), label=label, info=info)
 
 
+def describe(status: dict[str, Any]) -> str:
+    """One line of progress: ``running · step 120/550 · epoch 3/10 · 1,650 img/s · 1 min 05 s left``."""
+    parts = [status.get("state", "?")]
+    if status.get("total_steps"):
+        parts.append(f"step {status.get('step', 0)}/{status['total_steps']}")
+    if status.get("epochs"):
+        parts.append(f"epoch {status.get('epoch', 0)}/{status['epochs']}")
+    if status.get("state") in ("running", "stopping"):
+        if status.get("images_per_second"):
+            parts.append(f"{status['images_per_second']:,.0f} img/s")
+        if status.get("eta_seconds") is not None:
+            parts.append(f"{format_seconds(status['eta_seconds'])} left")
+    return " · ".join(parts)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def status_view(context: AppContext, run_id: str | None, status: dict | None) -> tuple[str, str]:
     """(status box, progress bar) for a run's status."""
     if not run_id or status is None:
@@ -77,7 +103,7 @@ def status_view(context: AppContext, run_id: str | None, status: dict | None) ->
     gpu_cost = chunks.ledger_text(context.run_path(run_id))   # only chunked (ZeroGPU) runs have a ledger
     bar = (f'<div class="ssl-progress" title="{fraction:.0%}"><div class="ssl-bar ssl-bar-{html.escape(state)}" '
            f'style="width:{100 * fraction:.1f}%"></div></div>'
-           f'<div class="ssl-progress-text">{html.escape(jobs.describe(status))}</div>'
+           f'<div class="ssl-progress-text">{html.escape(describe(status))}</div>'
            + (f'<div class="ssl-progress-text" id="train-gpu-cost">{html.escape(gpu_cost)}</div>' if gpu_cost else ""))
     return message_html(text, kind), bar
 

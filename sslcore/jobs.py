@@ -13,7 +13,6 @@ train at once, and further Start requests wait their turn, first in first out.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -29,6 +28,8 @@ from typing import Any
 
 from sslcore.backend import installed_backends
 from sslcore.config import TrainConfig, kind_of, parse_value
+from sslcore.data import check_source, known_train_count
+from sslcore.processes import explain_failure, last_error_line, pid_alive
 from sslcore.runs import RunDir, list_runs, write_json_atomic
 
 RUNS_ENV, MAX_JOBS_ENV = "SSLCORE_RUNS", "SSLCORE_MAX_JOBS"
@@ -67,9 +68,10 @@ def config_from_settings(settings: dict[str, Any] | TrainConfig) -> TrainConfig:
     config.method_params = {name: parse_value(value, kind_of(method_defaults.get(name)), name)
                             for name, value in (config.method_params or {}).items()}
     config.validate()
-    check_source(config.data)
-    if config.data == "digits":  # cheap to count, so a too-large batch is refused before anything starts
-        config.validate(_digits_train_count(config.test_fraction, config.seed))
+    check_source(config.data, config.tfds_data_dir)
+    count = known_train_count(config.data, config.test_fraction, config.seed)
+    if count is not None:  # a batch larger than the data is refused before anything starts
+        config.validate(count)
     return config
 
 
@@ -77,36 +79,6 @@ def _method_fields(method: str) -> list[dict]:
     from sslcore.methods import method_class
 
     return method_class(method).Params.describe()
-
-
-def check_source(source: str) -> None:
-    """Refuse a data source that cannot load here, before a process is started for it."""
-    from sslcore.data import describe_sources
-
-    kind, _, argument = source.partition(":")
-    if kind == "folder":
-        from sslcore.data.archives import is_archive
-
-        folder = Path(os.path.expanduser(argument))
-        if not argument or not (folder.is_dir() or (folder.is_file() and is_archive(folder))):
-            raise ValueError(f"Data folder {argument!r} does not exist (or is not a folder or a .zip/.tar/.tar.gz "
-                             "archive of images): check the path after 'folder:'")
-    elif kind == "tfds":
-        if source not in describe_sources():
-            raise ValueError(f"{source} is not prepared on this machine (no internet to download it): "
-                             f"prepare it with tensorflow-datasets first, or pick one of {', '.join(describe_sources())}")
-    elif kind == "hf":
-        if not argument.strip():
-            raise ValueError("Name the Hugging Face dataset after 'hf:', e.g. hf:uoft-cs/cifar10")
-    elif source != "digits":
-        raise ValueError(f"Unknown data source {source!r}: use 'digits', 'folder:PATH', 'tfds:NAME' or 'hf:OWNER/NAME'")
-
-
-@functools.lru_cache(maxsize=8)
-def _digits_train_count(test_fraction: float, seed: int) -> int:
-    from sslcore.data import load
-
-    return len(load("digits", 8, test_fraction=test_fraction, seed=seed).train_images)
 
 
 def new_run_id(root: Path, config: TrainConfig, now: datetime | None = None) -> str:
@@ -122,48 +94,6 @@ def new_run_id(root: Path, config: TrainConfig, now: datetime | None = None) -> 
 
 
 # -------------------------------------------------------------------------------------------- processes
-
-
-def pid_alive(pid: int | None, command_has: bytes = b"sslcore") -> bool:
-    """True when ``pid`` is a live (not zombie) process whose command line has ``command_has`` (an sslcore
-    process by default): a reused pid of another program is not."""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if not proc.exists():
-        return True  # no /proc (macOS): the signal check is all there is
-    try:
-        if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        return command_has in proc.joinpath("cmdline").read_bytes()
-    except (OSError, IndexError):
-        return False
-
-
-def _last_error_line(log_path: Path) -> str | None:
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if line.startswith("error:"):
-            return line[len("error:"):].strip()
-    meaningful = [line for line in lines if line.strip() and not line.startswith(("W0000", "I0000", "E0000", "WARNING: All log"))]
-    return meaningful[-1].strip() if meaningful else None
-
-
-def explain_failure(message: str) -> str:
-    """The trainer's message plus what to do, for the failures a user can fix."""
-    lowered = message.lower()
-    if "resourceexhausted" in lowered or "out of memory" in lowered or "oom" in lowered.split():
-        return f"{message} — out of memory: lower the batch size or the image size, or pick a smaller encoder, then start again."
-    return message
 
 
 @dataclass
@@ -230,7 +160,7 @@ class JobManager:
             if owner:
                 run.owner_path.write_text(owner)
             # The training process reads every setting from the run folder's config.json.
-            self._enqueue(Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)]))
+            self.enqueue(Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)]))
         return run_id
 
     def resume(self, run_id: str, backend: str | None = None) -> str:
@@ -250,7 +180,7 @@ class JobManager:
                     path.unlink(missing_ok=True)
                 job = Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)])
             self._exits.pop(run_id, None)
-            self._enqueue(job)
+            self.enqueue(job)
         return run_id
 
     def stop(self, run_id: str) -> dict[str, Any]:
@@ -304,7 +234,7 @@ class JobManager:
                 status["message"] = (f"waiting in the queue: number {position} of {len(self._queue)} "
                                      f"({running} job{'s' if running != 1 else ''} training, {self.max_jobs} at a time)")
             elif state in ("pending", "running"):
-                alive = job.alive() if job is not None else self._pid_alive(self._recorded_pid(run, status))
+                alive = job.alive() if job is not None else self.trainer_pid(run, status) is not None
                 if not alive:
                     state = "interrupted"
                     status["message"] = self._exits.get(run_id) or (
@@ -374,6 +304,24 @@ class JobManager:
                 raise TimeoutError(f"run {run_id} still {status['state']} after {timeout:.0f} s: {status.get('message')}")
             time.sleep(poll)
 
+    # -- hooks: what a manager that trains another way replaces (sslcore.zerogpu.ChunkedJobManager) ----------
+    def enqueue(self, job: Job) -> None:
+        """Put ``job`` in line for a training process. Start and Resume call it, holding the lock, once the run
+        folder holds the settings; the run then reads as pending until the process writes its own status."""
+        run = self.run_dir(job.run_id)
+        run.clear_stop()
+        (run.path / JOB_FILE).unlink(missing_ok=True)
+        run.write_status("pending", "queued", pid=None)
+        self._queue.append(job)
+        self._pump()
+
+    def trainer_pid(self, run: RunDir, status: dict) -> int | None:
+        """The live process training ``run`` (its folder says pending or running) that this manager did not start,
+        or None: an earlier app's ``sslcore train``, by the pid in status.json or job.json. Without one, a run that
+        says running was interrupted; with one, it keeps its slot in the queue."""
+        pid = self._recorded_pid(run, status)
+        return pid if pid_alive(pid) else None
+
     # -- the queue -----------------------------------------------------------------------------------
     def _check_backend(self, backend: str | None) -> str:
         available = installed_backends()
@@ -383,14 +331,6 @@ class JobManager:
         if backend not in available:
             raise ValueError(f"Backend {backend!r} is not installed here; choose one of {', '.join(available)}")
         return backend
-
-    def _enqueue(self, job: Job) -> None:
-        run = self.run_dir(job.run_id)
-        run.clear_stop()
-        (run.path / JOB_FILE).unlink(missing_ok=True)
-        run.write_status("pending", "queued", pid=None)
-        self._queue.append(job)
-        self._pump()
 
     def _pump_forever(self) -> None:
         while not self._closed.wait(self.poll_seconds):
@@ -443,11 +383,8 @@ class JobManager:
             self._exits[job.run_id] = (f"the training process was killed ({name}; out of memory?); "
                                        "Resume continues from the last checkpoint")
         elif code:
-            reason = _last_error_line(run.path / LOG_FILE) or f"the training command exited with code {code}"
+            reason = last_error_line(run.path / LOG_FILE) or f"the training command exited with code {code}"
             run.write_status("failed", explain_failure(reason), pid=None)
-
-    def _pid_alive(self, pid: int | None) -> bool:
-        return pid_alive(pid)
 
     def _recorded_pid(self, run: RunDir, status: dict) -> int | None:
         if status.get("state") == "running" and status.get("pid"):
@@ -462,8 +399,8 @@ class JobManager:
         for run in list_runs(self.root):
             status = run.status()
             if status.get("state") in ("pending", "running"):
-                pid = self._recorded_pid(run, status)
-                if pid_alive(pid):
+                pid = self.trainer_pid(run, status)
+                if pid is not None:
                     self._active[run.name] = Job(run.name, "", resume=False, arguments=[], adopted_pid=pid)
 
 
@@ -473,30 +410,4 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:   # not written yet, or replaced this instant
         return None
     return stat.st_mtime_ns, stat.st_size
-
-
-def describe(status: dict[str, Any]) -> str:
-    """One line of progress: ``running · step 120/550 · epoch 3/10 · 1,650 img/s · 1 min 05 s left``."""
-    parts = [status.get("state", "?")]
-    if status.get("total_steps"):
-        parts.append(f"step {status.get('step', 0)}/{status['total_steps']}")
-    if status.get("epochs"):
-        parts.append(f"epoch {status.get('epoch', 0)}/{status['epochs']}")
-    if status.get("state") in ("running", "stopping"):
-        if status.get("images_per_second"):
-            parts.append(f"{status['images_per_second']:,.0f} img/s")
-        if status.get("eta_seconds") is not None:
-            parts.append(f"{format_seconds(status['eta_seconds'])} left")
-    return " · ".join(parts)
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 

@@ -15,7 +15,8 @@ from typing import Callable
 
 from sslcore import chunks, explore, finetune
 from sslcore.backend import zero_gpu_space
-from sslcore.jobs import JobManager, pid_alive
+from sslcore.jobs import JobManager
+from sslcore.processes import pid_alive
 from sslcore.runs import RunDir
 
 CHUNK_SECONDS_ENV = "SSLCORE_CHUNK_SECONDS"
@@ -112,7 +113,8 @@ class ChunkedJobManager(JobManager):
             status["message"] = self.run_dir(run_id).status().get("message") or status["message"]
         return status
 
-    def _enqueue(self, job) -> None:
+    def enqueue(self, job) -> None:
+        """No queue and no process: the run is made ready, and the page's event trains it (:meth:`drive`)."""
         run = self.run_dir(job.run_id)
         run.clear_stop()
         run.write_status("pending", "ready: the page asks for the first GPU call", pid=os.getpid())
@@ -127,12 +129,11 @@ class ChunkedJobManager(JobManager):
         self.existing_run(run_id).request_stop()
         return self.status(run_id)
 
-    def _recorded_pid(self, run: RunDir, status: dict) -> int | None:
-        return status.get("pid")
-
-    def _pid_alive(self, pid: int | None) -> bool:
-        # The trainer runs in a worker the GPU host starts for the call, whatever its command line.
-        return pid_alive(pid, command_has=b"")
+    def trainer_pid(self, run: RunDir, status: dict) -> int | None:
+        # The status holds the pid of the GPU host's worker during a call (whatever its command line), and the app's
+        # own between calls, so a run waiting for its next call reads as starting, not interrupted.
+        pid = status.get("pid")
+        return pid if pid_alive(pid, command_has=b"") else None
 
     def drive(self, run_id: str):
         """Train ``run_id`` chunk by chunk; yields its status after each GPU call."""

@@ -328,7 +328,7 @@ def test_layout_errors_name_the_archive(tmp_path):
 
 @pytest.mark.slow
 def test_check_source_accepts_archives(tmp_path):
-    from sslcore.jobs import check_source
+    from sslcore.data import check_source
 
     check_source(f"folder:{make_zip(tmp_path / 'pets.zip', classes())}")
     (tmp_path / "notes.txt").write_text("x")

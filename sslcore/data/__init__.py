@@ -20,7 +20,7 @@ folder is cached on disk so the next run starts in seconds.
 
 One job per module, in the order the data flows:
 
-* ``sources``     -- `load()`: source string -> `Dataset`; `describe_sources()`
+* ``sources``     -- `load()`: source string -> `Dataset`; `describe_sources()`; `check_source()` before loading
 * ``dataset``     -- the `Dataset` / `FolderImages` containers, `DataError`, the stratified split
 * ``decode``      -- one image (file, bytes, Pillow image) -> square uint8 RGB
 * ``digits``      -- the ``digits`` source
@@ -40,7 +40,8 @@ from sslcore.data.cache import CACHE_FORMAT_VERSION, default_cache_dir
 from sslcore.data.dataset import DataError, Dataset, FolderImages, stratified_split
 from sslcore.data.decode import decode_image
 from sslcore.data.folders import IMAGE_EXTENSIONS, load_folder
-from sslcore.data.sources import OFFERED_TFDS_DATASETS, SOURCE_FORMS, describe_sources, load
+from sslcore.data.sources import (OFFERED_TFDS_DATASETS, SOURCE_FORMS, check_source, describe_sources,
+                                  known_train_count, load)
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -50,9 +51,11 @@ __all__ = [
     "DataError",
     "Dataset",
     "FolderImages",
+    "check_source",
     "decode_image",
     "default_cache_dir",
     "describe_sources",
+    "known_train_count",
     "load",
     "load_folder",
     "stratified_split",

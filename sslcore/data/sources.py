@@ -5,6 +5,7 @@ Only dispatch and argument checks live here; each kind of source has its own mod
 
 from __future__ import annotations
 
+import functools
 import os
 
 from sslcore.data.dataset import DataError, Dataset, _check_image_size, _check_test_fraction
@@ -73,6 +74,44 @@ def describe_sources(tfds_data_dir: str | None = None) -> list[str]:
     offered TFDS datasets that are already prepared in the TFDS data directory."""
     prepared = [name for name in OFFERED_TFDS_DATASETS if _tfds_is_prepared(name, tfds_data_dir)]
     return ["digits"] + [f"tfds:{name}" for name in prepared]
+
+
+def check_source(source: str, tfds_data_dir: str | None = None) -> None:
+    """Raise DataError for a source that cannot load on this machine, without loading it: a missing folder or
+    archive, a TFDS dataset that is not prepared (there may be no internet to download it), ``hf:`` without a name.
+
+    Cheap enough to refuse a run before a process is started for it; what only decoding can tell (a broken image, an
+    unreachable Hub dataset) still surfaces from ``load``.
+    """
+    kind, _, argument = source.partition(":")
+    if source == "digits":
+        return
+    if kind == "folder":
+        from sslcore.data.archives import is_archive
+
+        folder = os.path.expanduser(argument)
+        if not argument or not (os.path.isdir(folder) or (os.path.isfile(folder) and is_archive(folder))):
+            raise DataError(f"Data folder {argument!r} does not exist (or is not a folder or a .zip/.tar/.tar.gz "
+                            "archive of images): check the path after 'folder:'")
+    elif kind == "tfds":
+        offered = describe_sources(tfds_data_dir)
+        if source not in offered:
+            raise DataError(f"{source} is not prepared on this machine (no internet to download it): prepare it "
+                            f"with tensorflow-datasets first, or pick one of {', '.join(offered)}")
+    elif kind == "hf":
+        if not argument.strip():
+            raise DataError("Name the Hugging Face dataset after 'hf:', e.g. hf:uoft-cs/cifar10")
+    else:
+        raise DataError(_unknown_source_message(source))
+
+
+@functools.lru_cache(maxsize=8)
+def known_train_count(source: str, test_fraction: float, seed: int) -> int | None:
+    """How many images the source's pretraining split holds, when that is known without decoding a folder or
+    downloading anything (digits only; None for the others), so a batch larger than the data is refused up front."""
+    if source != "digits":
+        return None
+    return len(load(source, 8, test_fraction=test_fraction, seed=seed).train_images)
 
 
 def _unknown_source_message(source: str) -> str:
