@@ -7,8 +7,9 @@
     training_curves.png, tsne.png    when plotly can write PNG files (it needs the ``kaleido`` package)
 
 The model card (``sslcore.model_card``) quotes kNN and linear accuracy measured here with the published protocol
-(k = 200, τ = 0.1 cosine; logistic regression on standardised features) on the run's held-out split, so a reader
-can compare the figure with papers. Nothing here touches the network.
+(weighted cosine kNN with the run's k and temperature, 200 and 0.1 by default; logistic regression on standardised
+features) on the run's held-out split, so a reader can compare the figure with papers. Nothing here touches the
+network.
 """
 from __future__ import annotations
 
