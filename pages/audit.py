@@ -1,5 +1,5 @@
-"""Audit: a finished run looks at an image folder: duplicate pairs, outliers, unreadable files, a projector export,
-and a few-label mode that names every image from a handful of examples per class.
+"""Audit: a finished run looks at an image folder: duplicate pairs, outliers, unreadable files, image-quality issues
+(one gallery per check of ``sslcore.quality``), a projector export, and a few-label mode that names every image from a handful of examples per class.
 
 The page lays out components and calls ``sslcore.audit``, ``sslcore.export`` and ``sslcore.labeling``; it never
 writes into the audited folder (reports and exports go to a temporary folder offered for download).
@@ -18,15 +18,17 @@ from pages.common import AppContext, folder_picker, message_html, refreshed_runs
 from pages.few_labels import resolve_folder
 from pages.images import png_file
 from pages.thumbnails import SHOWN, framed, gallery_css, thumbnail_gallery
-from sslcore import audit, export
+from sslcore import audit, export, quality
 from sslcore.data import DataError, decode_image
 from sslcore.labs import Lab
 
 TITLE = "Audit"
 SHOWN_PAIRS = 48
 SHOWN_OUTLIERS = 48
+SHOWN_ISSUES = 24       # per quality check
+REPORTS = ("duplicates", "outliers", "unreadable", "issues")
 SLIDER_FLOOR = 0.8      # pairs down to this similarity are kept, so the slider re-filters without searching again
-HEAD = gallery_css(("audit-pairs", "audit-outliers", "audit-labelled"))
+HEAD = gallery_css(("audit-pairs", "audit-outliers", "audit-labelled", *(f"audit-quality-{c}" for c in quality.CHECKS)))
 
 
 # ---------------------------------------------------------------------------------------------- what the events do
@@ -51,12 +53,24 @@ def outlier_gallery(report: audit.AuditReport) -> list[tuple[str, str]]:
             for rank, (path, score) in enumerate(report.outliers[:SHOWN_OUTLIERS])]
 
 
+def issue_galleries(report: audit.AuditReport) -> list[list[tuple[str, str]]]:
+    """One gallery per quality check (``quality.CHECKS`` order): its flagged images, worst first, with their scores."""
+    return [[(png_file(framed(thumbnail(report.root, path))), f"{score:.3f} · {path}")
+             for path, issue, score in report.issues if issue == check][:SHOWN_ISSUES] for check in quality.CHECKS]
+
+
+def issue_label(check: str) -> str:
+    return f"{check.replace('_', ' ').capitalize()}: {quality.DESCRIPTIONS[check]} under {quality.THRESHOLDS[check]}"
+
+
 def summary_text(report: audit.AuditReport, threshold: float) -> str:
     pairs = report.pairs_above(threshold)
     exact = sum(pair.exact for pair in pairs)
+    counts = report.summary["quality_issues"]
+    issues = ", ".join(f"{count} {check.replace('_', ' ')}" for check, count in counts.items() if count) or "none"
     return (f"{report.images} images in {report.root}: {exact} exact copies, {len(pairs) - exact} near-duplicate pairs "
             f"at similarity ≥ {threshold:.2f}, {len(report.unreadable)} unreadable file(s). "
-            f"Most outlying: {', '.join(path for path, _ in report.outliers[:3])}.")
+            f"Most outlying: {', '.join(path for path, _ in report.outliers[:3])}. Quality issues: {issues}.")
 
 
 def run_audit(lab: Lab, run_path, folder: str | None, threshold: float) -> tuple[audit.AuditReport, str]:
@@ -80,8 +94,9 @@ def run_export(lab: Lab, run_path, folder: str | None) -> tuple[str, dict]:
 
 def build(context: AppContext, tab: gr.Tab) -> None:
     gr.Markdown("Find exact copies, near-duplicates (crops, resizes, re-compressed JPEGs, mirror images, brightness "
-                "changes) and outliers in an image folder, judged by a finished run's encoder. The folder is only "
-                "read: reports and exports are offered for download.")
+                "changes) and outliers in an image folder, judged by a finished run's encoder, and images that are "
+                "dark, light, blurry, nearly blank, of an odd size or shape, or grayscale among colour ones. The "
+                "folder is only read: reports and exports are offered for download.")
     with gr.Row():
         run = run_dropdown("Finished run", elem_id="audit-run", scale=2)
         with gr.Column(scale=3):
@@ -99,8 +114,11 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         with gr.Tab("Outliers"):
             outliers = thumbnail_gallery("Most outlying first (mean distance to the nearest images)",
                                          "audit-outliers", columns=6, height=420)
+        with gr.Tab("Quality"):
+            issues = [thumbnail_gallery(issue_label(check), f"audit-quality-{check}", columns=8, height=200)
+                      for check in quality.CHECKS]
         with gr.Tab("Downloads"):
-            reports = gr.File(label="duplicates.csv · outliers.csv · unreadable.csv", file_count="multiple",
+            reports = gr.File(label="duplicates.csv · outliers.csv · unreadable.csv · issues.csv", file_count="multiple",
                               interactive=False, elem_id="audit-files")
             export_button = gr.Button("Export for the Embedding Projector", elem_id="audit-export")
             projector = gr.File(label="projector.zip: load vectors.tsv + metadata.tsv at projector.tensorflow.org, or "
@@ -110,13 +128,14 @@ def build(context: AppContext, tab: gr.Tab) -> None:
             few_labels.build(context, run, status, folder=folder, where="the folder above", api_name="label",
                              elem_prefix="audit")
 
-    @reports_errors(outputs=5, status_at=3)
+    @reports_errors(outputs=5 + len(quality.CHECKS), status_at=3)
     def do_audit(run_id, folder, threshold):
-        """Audit a folder with a run: duplicate pairs, outliers, CSV reports."""
+        """Audit a folder with a run: duplicate pairs, outliers, CSV reports, then one gallery per quality check."""
         report, out = run_audit(context.lab(), context.run_path(run_id), folder, threshold)
-        files = [report.files[name] for name in ("duplicates", "outliers", "unreadable")]
+        files = [report.files[name] for name in REPORTS]
         return (pair_gallery(report, threshold), outlier_gallery(report), files,
-                message_html(summary_text(report, threshold), "ok"), {"report": report, "out": out})
+                message_html(summary_text(report, threshold), "ok"), *issue_galleries(report),
+                {"report": report, "out": out})
 
     @reports_errors(outputs=3, status_at=2)
     def rethreshold(state, threshold):
@@ -125,7 +144,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
             return gr.skip(), gr.skip(), message_html("Press Audit first.", "info")
         report = state["report"]
         files = audit.write_report(report, state["out"], threshold=float(threshold))
-        return (pair_gallery(report, threshold), [files[name] for name in ("duplicates", "outliers", "unreadable")],
+        return (pair_gallery(report, threshold), [files[name] for name in REPORTS],
                 message_html(summary_text(report, threshold), "ok"))
 
     @reports_errors(outputs=2, status_at=1)
@@ -137,7 +156,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         return archive, message_html(note + f", {summary['dim']} dimensions", "ok")
 
     heavy = dict(concurrency_id="audit", concurrency_limit=1)
-    button.click(do_audit, [run, folder, threshold], [pairs, outliers, reports, status, report_state],
+    button.click(do_audit, [run, folder, threshold], [pairs, outliers, reports, status, *issues, report_state],
                  api_name="audit", **heavy)
     threshold.release(rethreshold, [report_state, threshold], [pairs, reports, status], api_name="duplicates",
                       concurrency_id="audit-view", concurrency_limit=4)

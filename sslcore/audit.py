@@ -1,4 +1,5 @@
-"""Audit an image folder with a trained run: duplicates, near-duplicates, outliers and unreadable files.
+"""Audit an image folder with a trained run: duplicates, near-duplicates, outliers, unreadable files and image-quality
+issues (dark, light, blurry, low information, odd size or aspect ratio, grayscale: ``sslcore.quality``).
 
 What users mean by a near-duplicate is the same picture after a crop, a resize, JPEG re-compression, a mirror
 flip or a brightness change. Hashing pixels misses flips and crops; a self-supervised encoder was trained to
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sslcore import alignment, evaluate
+from sslcore import alignment, evaluate, quality
 from sslcore.export import check_outside, embed_folder, load_encoder
 
 # Whitened cosine similarity at or above which two images are near-duplicates. Calibrated on CIFAR-10 with a
@@ -102,6 +103,7 @@ class AuditReport:
     candidates: list[DuplicatePair]         # every near pair the search found (any similarity), for re-thresholding
     outliers: list[tuple[str, float]]       # (path, score), most outlying first
     unreadable: list[tuple[str, str]]       # (path, reason)
+    issues: list[tuple[str, str, float]] = field(default_factory=list)   # (path, check, score): sslcore.quality
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     clean_copy: dict[str, Any] | None = None
@@ -111,7 +113,9 @@ class AuditReport:
         exact = sum(pair.exact for pair in self.duplicates)
         return {"folder": self.root, "images": self.images, "unreadable": len(self.unreadable),
                 "exact_duplicates": exact, "near_duplicates": len(self.duplicates) - exact, "threshold": self.threshold,
-                "top_outliers": [path for path, _ in self.outliers[:5]], "files": self.files,
+                "top_outliers": [path for path, _ in self.outliers[:5]],
+                "quality_issues": {check: sum(issue == check for _, issue, _ in self.issues) for check in quality.CHECKS},
+                "files": self.files,
                 "seconds": {k: round(v, 2) for k, v in self.timings.items()},
                 **({"clean_copy": {k: v for k, v in self.clean_copy.items() if k != "left_out_files"}}
                    if self.clean_copy else {})}
@@ -324,8 +328,8 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
                  drop_outliers: int = 0) -> AuditReport:
     """Audit the folder ``data`` (``folder:PATH`` or a path) with the run's encoder.
 
-    Writes ``duplicates.csv``, ``outliers.csv`` and ``unreadable.csv`` into ``out`` when given (never inside the
-    folder). ``candidate_floor`` (default: ``threshold``) keeps lower-similarity pairs in ``report.candidates`` so
+    Writes ``duplicates.csv``, ``outliers.csv``, ``unreadable.csv`` and ``issues.csv`` (``sslcore.quality``) into
+    ``out`` when given (never inside the folder). ``candidate_floor`` (default: ``threshold``) keeps lower-similarity pairs in ``report.candidates`` so
     the app's slider can re-threshold without searching again. ``write_clean`` copies the folder there without the
     flagged files (see ``flagged_files``).
     """
@@ -373,10 +377,14 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
     scores = combined_outlier_scores([embedded.features, low_level], neighbors)
     timings["outlier_search"] = time.perf_counter() - started
     order = np.argsort(-scores, kind="stable")
+    started = time.perf_counter()
+    issues = quality.flagged(paths, quality.quality_scores(images, quality.original_sizes(root, paths)))
+    timings["quality"] = time.perf_counter() - started
     report = AuditReport(
         root=root, images=len(paths), threshold=float(threshold),
         duplicates=exact + [pair for pair in candidates if pair.similarity >= threshold], candidates=candidates,
-        outliers=[(paths[i], float(scores[i])) for i in order], unreadable=list(embedded.skipped), timings=timings)
+        outliers=[(paths[i], float(scores[i])) for i in order], unreadable=list(embedded.skipped), issues=issues,
+        timings=timings)
     if out is not None:
         report.files = write_report(report, out)
     if write_clean is not None:
@@ -388,7 +396,8 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
 
 
 def write_report(report: AuditReport, out, threshold: float | None = None) -> dict[str, str]:
-    """duplicates.csv (a,b,similarity), outliers.csv (path,score), unreadable.csv (path,reason) in ``out``."""
+    """duplicates.csv (a,b,similarity), outliers.csv (path,score), unreadable.csv (path,reason) and issues.csv
+    (path,issue,score: the quality checks' flags, check by check, worst first) in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pairs = report.duplicates if threshold is None else report.pairs_above(threshold)
@@ -396,6 +405,7 @@ def write_report(report: AuditReport, out, threshold: float | None = None) -> di
         "duplicates": (["a", "b", "similarity"], [(p.a, p.b, f"{p.similarity:.4f}") for p in pairs]),
         "outliers": (["path", "score"], [(path, f"{score:.4f}") for path, score in report.outliers]),
         "unreadable": (["path", "reason"], report.unreadable),
+        "issues": (["path", "issue", "score"], [(path, issue, f"{score:.4f}") for path, issue, score in report.issues]),
     }
     return {name: _write_rows(out / f"{name}.csv", header, rows) for name, (header, rows) in tables.items()}
 

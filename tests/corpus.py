@@ -6,7 +6,7 @@ import os
 import shutil
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from sslcore import audit
 from tests.helpers import SIMCLR_PINNED, tiny_config
@@ -134,3 +134,39 @@ def build_corpus_and_run(base):
                          method="simclr", method_params=SIMCLR_PINNED)
     Trainer(config, base / "run").fit()
     return root, base / "run", injected
+
+
+# ---------------------------------------------------------------------------------------------- quality issues
+
+
+QUALITY_DIGITS = 80  # clean images in the quality folder
+
+
+def quality_issue_pictures(picture):
+    """One file's worth of each quality issue, made from the clean digit ``picture``: {check: (file name, PIL image)}."""
+    values = picture.astype(np.float32)
+    flat = np.random.default_rng(2).normal(128, 2, picture.shape).clip(0, 255).astype(np.uint8)   # a blank scan
+    wide = np.zeros((SIZE, SIZE * 5 // 2, 3), np.uint8)
+    wide[:, :SIZE] = wide[:, -SIZE:] = picture
+    return {
+        "dark": ("issue_dark.png", Image.fromarray((values * 0.15).round().astype(np.uint8))),
+        "light": ("issue_light.png", Image.fromarray((255 - (255 - values) * 0.15).round().astype(np.uint8))),
+        "blurry": ("issue_blurry.png", Image.fromarray(picture).filter(ImageFilter.GaussianBlur(5))),
+        "low_information": ("issue_blank.png", Image.fromarray(flat)),
+        "odd_size": ("issue_tiny.png", Image.fromarray(picture).resize((SIZE // 4, SIZE // 4), Image.Resampling.BOX)),
+        "odd_aspect_ratio": ("issue_wide.png", Image.fromarray(wide)),
+        "grayscale": ("issue_gray.png", Image.fromarray(picture).convert("L")),
+    }
+
+
+def make_quality_folder(root):
+    """A flat folder of QUALITY_DIGITS clean colourised digits plus one file per quality issue, each made from a
+    digit not otherwise in the folder; returns {check: file name}."""
+    pictures, _ = digit_pictures(QUALITY_DIGITS + 1, offset=900)
+    for index, picture in enumerate(pictures[:-1]):
+        save(picture, root / f"clean_{index:03d}.png")
+    injected = {}
+    for check, (name, image) in quality_issue_pictures(pictures[-1]).items():
+        image.save(root / name)
+        injected[check] = name
+    return injected

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from sslcore import alignment, audit
+from sslcore import quality
 from tests.corpus import (CORPUS_DIGITS, OUTLIERS, SIZE, digit_pictures, distinct_digits, edited_file,  # noqa: F401
-                          folder_digest, make_corpus, outlier_pictures, save)
+                          folder_digest, make_corpus, make_quality_folder, outlier_pictures, save)
 from tests.helpers import run_cli
 
 def read_csv(path):
@@ -34,14 +35,25 @@ def audited(tmp_path_factory, audit_corpus):
     return root, run, injected, report, out, before
 
 
-def test_writes_the_three_csvs_with_their_columns(audited):
+@pytest.fixture(scope="module")
+def quality_folder(tmp_path_factory):
+    """Clean digits plus one file per quality issue (tests/corpus.py): (folder, {check: file name})."""
+    root = tmp_path_factory.mktemp("quality") / "photos"
+    root.mkdir()
+    return root, make_quality_folder(root)
+
+
+def test_writes_the_four_csvs_with_their_columns(audited):
     *_, report, out, _ = audited
     assert read_csv(out / "duplicates.csv")[0].keys() == {"a", "b", "similarity"}
     assert read_csv(out / "outliers.csv")[0].keys() == {"path", "score"}
     assert read_csv(out / "unreadable.csv")[0].keys() == {"path", "reason"}
+    with open(out / "issues.csv", encoding="utf-8") as handle:
+        assert handle.readline().strip() == "path,issue,score"   # the corpus's images have no quality issue
     summary = json.loads(json.dumps(report.summary))
     assert summary["images"] == CORPUS_DIGITS + len(audit.EDITS) + 1 + len(OUTLIERS) + 1  # + exact copy + GIF
     assert summary["unreadable"] == 1 and summary["exact_duplicates"] == 1
+    assert summary["quality_issues"] == dict.fromkeys(quality.CHECKS, 0)
 
 
 def test_exact_copy_comes_first_with_similarity_one(audited):
@@ -268,6 +280,21 @@ def test_cli_audit_prints_a_summary_and_writes_a_clean_copy(audited, tmp_path):
     assert folder_digest(root) == before
 
 
+@pytest.mark.slow
+def test_cli_audit_writes_each_quality_issue_to_issues_csv(audited, quality_folder, tmp_path):
+    _, run, *_ = audited
+    root, injected = quality_folder
+    result = run_cli("audit", "--run", run, "--data", f"folder:{root}", "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(summary["quality_issues"][check] >= 1 for check in quality.CHECKS), summary["quality_issues"]
+    rows = read_csv(tmp_path / "report" / "issues.csv")
+    assert {(row["path"], row["issue"]) for row in rows} >= {(name, check) for check, name in injected.items()}
+    assert not [row for row in rows if row["path"].startswith("clean_")]
+    for check, name in injected.items():   # worst first: the injected file heads its check's rows
+        assert next(row["path"] for row in rows if row["issue"] == check) == name
+
+
 @pytest.fixture(scope="module")
 def page_client(audited, tmp_path_factory):
     """The Audit page alone in a Blocks, served on 127.0.0.1, driven through gradio_client like the app."""
@@ -303,10 +330,11 @@ def test_page_audit_rethreshold_export_and_label_through_the_api(page_client, tm
     before = folder_digest(root)
     named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/audit", "/duplicates", "/export", "/label"} <= named
-    pairs, outliers, files, status = client.predict("tiny-run", "", 0.9, api_name="/audit")  # the run's own folder
-    assert "1 exact copies" in status and "ssl-ok" in status
+    pairs, outliers, files, status, *issues = client.predict("tiny-run", "", 0.9, api_name="/audit")  # its own folder
+    assert "1 exact copies" in status and "ssl-ok" in status and "Quality issues: none" in status
     assert len(outliers) == 48 and "exact copy" in pairs[0]["caption"]
-    assert sorted(os.path.basename(f) for f in files) == ["duplicates.csv", "outliers.csv", "unreadable.csv"]
+    assert sorted(os.path.basename(f) for f in files) == ["duplicates.csv", "issues.csv", "outliers.csv", "unreadable.csv"]
+    assert len(issues) == len(quality.CHECKS) and not any(issues)
     stricter, files, status = client.predict(0.999, api_name="/duplicates")
     assert len(stricter) < len(pairs) and "≥ 1.00" in status
     archive, status = client.predict("tiny-run", str(root), api_name="/export")
@@ -317,6 +345,18 @@ def test_page_audit_rethreshold_export_and_label_through_the_api(page_client, tm
         shutil.copy(root / name, examples / label / name)
     gallery, labels_csv, status = client.predict("tiny-run", str(root), str(examples), [], [], "knn", api_name="/label")
     assert len(gallery) == 60 and labels_csv.endswith("labels.csv") and "from 4 examples" in status
-    _, _, _, status = client.predict("tiny-run", "/no/such/folder", 0.9, api_name="/audit")
+    _, _, _, status, *_ = client.predict("tiny-run", "/no/such/folder", 0.9, api_name="/audit")
     assert "does not exist" in status and "ssl-error" in status
     assert folder_digest(root) == before
+
+
+@pytest.mark.slow
+def test_page_shows_one_gallery_per_quality_check(page_client, quality_folder):
+    client, _ = page_client
+    root, injected = quality_folder
+    *_, status, dark, light, blurry, blank, small, wide, gray = client.predict("tiny-run", str(root), 0.9, api_name="/audit")
+    galleries = dict(zip(quality.CHECKS, (dark, light, blurry, blank, small, wide, gray)))
+    assert "ssl-ok" in status and "1 dark" in status, status
+    for check, gallery in galleries.items():   # each check's injected image first, with its score; no clean image
+        assert gallery and gallery[0]["caption"].endswith(f" · {injected[check]}"), (check, gallery)
+        assert not [item for item in gallery if "clean_" in item["caption"]]

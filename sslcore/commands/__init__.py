@@ -11,7 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "pretrain an encoder; writes a run folder"),
     "eval": ("evaluate", "kNN and linear accuracy of a run's encoder on labelled images"),
     "bench": ("bench", "images/s of the full train step after compiling"),
-    "audit": ("audit", "duplicates, near-duplicates, outliers and unreadable files of an image folder"),
+    "audit": ("audit", "duplicates, near-duplicates, outliers, unreadable files and quality issues of an image folder"),
     "label": ("label", "a class for every image of a folder from a few labelled examples"),
     "export": ("export", "a run's embeddings of a folder for the Embedding Projector, or as CSV"),
     "push": ("push", "share a finished run on the Hugging Face Hub with its model card"),

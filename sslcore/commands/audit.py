@@ -1,4 +1,4 @@
-"""``audit``: exact and near-duplicates, outliers and unreadable files of an image folder, from a run's embeddings."""
+"""``audit``: exact and near-duplicates, outliers, unreadable files and image-quality issues of an image folder."""
 from __future__ import annotations
 
 
@@ -8,7 +8,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="finished run folder (its encoder.keras embeds the images)")
     parser.add_argument("--data", required=True, help="folder:PATH, flat or one subfolder per class; never modified")
     parser.add_argument("--out", required=True,
-                        help="folder for duplicates.csv, outliers.csv and unreadable.csv (outside the image folder)")
+                        help="folder for duplicates.csv, outliers.csv, unreadable.csv and issues.csv (outside the image folder)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="whitened cosine similarity from which two images are near-duplicates "
                              f"(default {DEFAULT_THRESHOLD}; see docs/audit.md)")
