@@ -29,10 +29,10 @@ CONTROL_EVENTS = dict(concurrency_id="train-control", concurrency_limit=None)
 
 # The TrainConfig settings the form shows, in its order (pairs share a row after the encoder), and their labels;
 # each control's kind, choices, range and hint come from the setting itself (sslcore.config.setting).
-FORM_SETTINGS = ("encoder", "image_size", "epochs", "batch_size", "learning_rate", "optimizer", "precision", "augment",
-                 "log_every_steps")
+FORM_SETTINGS = ("encoder", "image_size", "batch_size", "epochs", "budget_minutes", "learning_rate", "optimizer",
+                 "precision", "augment", "log_every_steps")
 LABELS = {"image_size": "Image size (px)", "learning_rate": "Learning rate", "augment": "Augmentation preset",
-          "log_every_steps": "Chart update every N steps"}
+          "log_every_steps": "Chart update every N steps", "budget_minutes": "Or train for N minutes"}
 SETTINGS = {row["name"]: row for row in TrainConfig.describe()}
 
 
@@ -74,7 +74,9 @@ def describe(status: dict[str, Any]) -> str:
     if status.get("state") in ("running", "stopping"):
         if status.get("images_per_second"):
             parts.append(f"{status['images_per_second']:,.0f} img/s")
-        if status.get("eta_seconds") is not None:
+        if status.get("budget_left_seconds") is not None:   # a --budget run: the time its budget has left
+            parts.append(f"{format_seconds(status['budget_left_seconds'])} of the budget left")
+        elif status.get("eta_seconds") is not None:
             parts.append(f"{format_seconds(status['eta_seconds'])} left")
     return " · ".join(parts)
 
@@ -160,7 +162,8 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 groups[name] = group
             settings_form = {"encoder": setting_control(SETTINGS["encoder"])}
             dataset, data_text = data_source_picker(context, "train")
-            for pair in zip(FORM_SETTINGS[1::2], FORM_SETTINGS[2::2]):
+            for first in range(1, len(FORM_SETTINGS), 2):   # in pairs; an odd one out has a row of its own
+                pair = FORM_SETTINGS[first: first + 2]
                 with gr.Row():
                     settings_form.update({name: setting_control(SETTINGS[name]) for name in pair})
             backends = ["torch"] if chunked else installed_backends()

@@ -11,7 +11,7 @@ from sslcore.methods import METHODS, method_params
 from sslcore.model import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-RECORDED_EXTRAS = ("backend", "class_names")
+RECORDED_EXTRAS = ("backend", "class_names", "budget_plan")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -49,7 +49,11 @@ class TrainConfig:
     augment_params: dict[str, Any] = setting(help="augmentation settings over the preset (--augment-param NAME=VALUE)",
                                              kind=dict, factory=dict)
     probe_augment: str = setting("weak", "augmentation of the online probe's view", choices=PRESETS)
-    epochs: int = setting(5, "passes over the training images", kind=int, flag="--epochs", minimum=1)
+    epochs: int = setting(5, "passes over the training images (a budget sets them itself)", kind=int, flag="--epochs",
+                          minimum=1)
+    budget_minutes: float | None = setting(
+        None, "train for this many minutes instead of a number of epochs: the run times its first steps and plans "
+        "the steps whose schedule ends then (loading and compiling included)", kind=float, flag="--budget")
     batch_size: int = setting(256, "images per step (each gives two views)", kind=int, flag="--batch-size", minimum=2)
     optimizer: str = setting("adam", "optimizer", flag="--optimizer", choices=OPTIMIZERS)
     learning_rate: float = setting(1e-3, "peak learning rate", kind=float, flag="--lr", minimum=0)
@@ -121,6 +125,8 @@ class TrainConfig:
         # Zero passes the declared minimum of these two but cannot work: say "positive" first.
         require(self.learning_rate > 0, f"learning_rate must be positive; got {self.learning_rate}")
         require(self.knn_temperature > 0, f"knn_temperature must be positive; got {self.knn_temperature}")
+        require(self.budget_minutes is None or self.budget_minutes > 0,
+                f"budget_minutes must be positive (minutes of training); got {self.budget_minutes}")
         for row in self.describe():   # the ranges each setting declares
             value, low, high = getattr(self, row["name"]), row["minimum"], row["maximum"]
             if row["kind"] in (int, float) and value is not None:
@@ -130,7 +136,10 @@ class TrainConfig:
         require(self.precision in PRECISIONS, f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         require(self.optimizer in OPTIMIZERS, f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"Unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        require(0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs); got {self.warmup_epochs}")
+        require(self.warmup_epochs >= 0, f"warmup_epochs must be at least 0; got {self.warmup_epochs}")
+        # A budget run learns its epochs from its plan, which checks that the warm-up fits (sslcore.budget).
+        require(self.budget_minutes is not None or self.warmup_epochs < self.epochs,
+                f"warmup_epochs must be in [0, epochs); got {self.warmup_epochs}")
         require(self.image_size >= MIN_IMAGE_SIZE[self.encoder],
                 f"image_size {self.image_size} is too small for {self.encoder} (minimum {MIN_IMAGE_SIZE[self.encoder]})")
         require(0 < self.test_fraction < 1, f"test_fraction must be between 0 and 1; got {self.test_fraction}")

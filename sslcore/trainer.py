@@ -7,17 +7,19 @@ Metrics come back to the host every ``log_every_steps`` steps, never once per st
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import keras
 import numpy as np
 
-from sslcore import evaluate
+from sslcore import budget, evaluate
 from sslcore.config import TrainConfig
 from sslcore.data import Dataset
 from sslcore.run import load_run_data
@@ -110,7 +112,9 @@ def _likely_cause(config: TrainConfig) -> str:
 
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, *,
-                 callbacks: list[Callback] | tuple = (), dataset: Dataset | None = None, loading_progress: bool = False):
+                 callbacks: list[Callback] | tuple = (), dataset: Dataset | None = None, loading_progress: bool = False,
+                 clock: Callable[[], float] = time.perf_counter):
+        """``clock``: what a time budget is planned on (tests give a fake one)."""
         config.validate()
         self.loading_progress = loading_progress   # a bar while a large source decodes (the CLI's, not the app's jobs)
         self.config = config
@@ -118,6 +122,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.dataset = dataset
         self.model: SSLModel | None = None
+        self.clock = clock
+        self.plan: budget.BudgetPlan | None = None   # a budget run's length, once planned
 
     # -- set-up ---------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -155,6 +161,61 @@ class Trainer:
         self.bank_index = pick(len(data.labelled_images), config.knn_bank_size) if data.labelled_images is not None else None
         self.eval_index = pick(len(data.test_images), config.eval_size) if data.test_images is not None else None
 
+    # -- a time budget (sslcore.budget) --------------------------------------------------------------------
+    def _plan_budget(self, device_data: DeviceData, started: float) -> None:
+        """Time a few steps, one evaluation and one checkpoint on a throwaway step, put every weight back, and give
+        the run the length its budget allows (recorded in config.json before the first real step)."""
+        config, data = self.config, self.dataset
+        self._status("running", f"timing the first steps to fit the run into {config.budget_minutes:g} minutes")
+        snapshot = [keras.ops.convert_to_numpy(v) for v in self.model.variables]
+        trial = make_train_step(self.model, self.optimizer, device_data, config.jit_compile, self.distribution)
+        order = np.random.default_rng([config.seed, 0]).permutation(len(data.train_images))
+        probe_rng = np.random.default_rng([config.seed, 0, 1])
+
+        def train_step(i: int):
+            begin = (i % self.steps_per_epoch) * config.batch_size
+            probe_indices = None
+            if data.probe_images is not None:
+                probe_indices = probe_rng.integers(0, len(data.probe_images), config.batch_size).astype("int32")
+            return trial(order[begin: begin + config.batch_size].astype("int32"), probe_indices)
+
+        def evaluate_once():
+            trial.sync()
+            self.evaluate()
+
+        def checkpoint_once():   # what _checkpoint writes, where it writes it, then thrown away
+            optimizer_values = [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables]
+            with tempfile.TemporaryFile(dir=self.run.path) as handle:
+                np.savez(handle, *snapshot, *optimizer_values)
+
+        measured = budget.measure(train_step, to_host, evaluate_once, checkpoint_once if self.run else None,
+                                  clock=self.clock, read_every=config.log_every_steps)
+        trial.sync()   # JAX: the variables hold live buffers again before they are overwritten
+        for variable, value in zip(self.model.variables, snapshot):
+            variable.assign(value)
+        plan = budget.plan(config.budget_minutes * 60, self.clock() - started, measured,
+                           steps_per_epoch=self.steps_per_epoch, batch_size=config.batch_size,
+                           warmup_steps=int(round(config.warmup_epochs * self.steps_per_epoch)))
+        self._apply_plan(plan)
+        if self.run:
+            write_json_atomic(self.run.config_path, {**self.run.config(), "epochs": plan.epochs,
+                                                     "budget_plan": plan.to_dict()})
+
+    def _apply_plan(self, plan: budget.BudgetPlan) -> None:
+        """The run's length becomes the plan's: epochs, the schedules over the run, and a fresh optimizer for them
+        (its state is all zeros before the first step, and a resumed run restores it next)."""
+        self.plan = plan
+        self.config = dataclasses.replace(self.config, epochs=plan.epochs)
+        self.total_steps = plan.steps
+        self.model.method.total_steps = plan.steps
+        with self.distribution.scope() if self.distribution else contextlib.nullcontext():
+            self.optimizer = build_optimizer(self.config, self.total_steps, self.steps_per_epoch)
+            self.optimizer.build(self.model.trainable_variables)
+
+    def _epoch_steps(self, epoch: int) -> int:
+        """Steps in ``epoch`` (0-based): all of them but in a budget run's last epoch, which may be partial."""
+        return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+
     def restore(self, checkpoint: Path) -> None:
         model_values, optimizer_values, state = RunDir.load_checkpoint(checkpoint)
         variables = self.model.variables
@@ -190,6 +251,7 @@ class Trainer:
             raise
 
     def _fit(self, resume, stop, max_seconds, max_steps, export_on_stop) -> dict:
+        budget_started = self.clock()
         started = time.perf_counter()
         if self.model is None:
             self.prepare()
@@ -204,30 +266,38 @@ class Trainer:
                 checkpoint = run.latest_checkpoint()
                 if checkpoint is None:
                     raise FileNotFoundError(f"{run.path} has no checkpoint to resume from")
+                if config.budget_minutes is not None:   # the plan it made when it began, exactly: no timing again
+                    self._apply_plan(budget.recorded_plan(run.config(), str(run.path)))
                 self.restore(checkpoint)
             else:
                 run.create({**config.to_dict(), "backend": keras.backend.backend(), "class_names": list(data.class_names)})
         device_data = DeviceData.from_numpy(data.train_images, data.train_labels, data.probe_images, data.probe_labels)
+        if config.budget_minutes is not None and self.plan is None:
+            self._plan_budget(device_data, budget_started)
+            config = self.config   # with the planned epochs
         step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile, self.distribution)
         position = self.position
         # A step budget cuts a run at a known step, where a time budget cuts it wherever the clock says.
         last_step = None if max_steps is None else position.global_step + max_steps
         info = {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch, "epochs": config.epochs,
-                "start_step": position.global_step, "backend": keras.backend.backend(), "images": len(data.train_images)}
+                "start_step": position.global_step, "backend": keras.backend.backend(), "images": len(data.train_images),
+                "budget_seconds": self.plan.budget_seconds if self.plan else None}
+        offset_elapsed = position.elapsed_seconds
+        self._elapsed = lambda: offset_elapsed + time.perf_counter() - started   # this run's training time, all calls
         for callback in self.callbacks:
             callback.on_train_begin(info)
         self._status("running", "training")
 
         pending: list[tuple[int, dict]] = []
         stop_reason, step_seconds = None, None
-        offset_elapsed = position.elapsed_seconds
         # A time stop leaves room for the export too when this stop exports (a chunk's time slice does not).
         save_margin = 1.0 + (EXPORT_MARGIN_SECONDS if "time" in export_on_stop else 0.0)
         while position.epoch < config.epochs and stop_reason is None:
             order = np.random.default_rng([config.seed, position.epoch]).permutation(len(data.train_images))
             probe_rng = np.random.default_rng([config.seed, position.epoch, 1])
             epoch_started = time.perf_counter() - position.epoch_seconds
-            while position.step_in_epoch < self.steps_per_epoch:
+            epoch_steps = self._epoch_steps(position.epoch)
+            while position.step_in_epoch < epoch_steps:
                 stop_reason = self._stop_reason(stop, max_seconds, started, step_seconds, position.global_step == last_step,
                                                 save_margin)
                 if stop_reason is not None:
@@ -242,7 +312,7 @@ class Trainer:
                 position.step_in_epoch += 1
                 position.global_step += 1
                 pending.append((position.global_step, metrics))
-                if len(pending) >= config.log_every_steps or position.step_in_epoch == self.steps_per_epoch:
+                if len(pending) >= config.log_every_steps or position.step_in_epoch == epoch_steps:
                     self._flush(pending, epoch_started)
                     pending = []
                 step_seconds = time.perf_counter() - step_started
@@ -251,7 +321,7 @@ class Trainer:
             position.epoch_seconds = time.perf_counter() - epoch_started
             position.elapsed_seconds = offset_elapsed + time.perf_counter() - started
             step.sync()
-            if position.step_in_epoch == self.steps_per_epoch:
+            if position.step_in_epoch == epoch_steps:
                 self._end_epoch()
                 step.reload()  # evaluation set the probe's feature statistics
             if run:
@@ -302,6 +372,8 @@ class Trainer:
         progress = {"step": position.global_step, "total_steps": self.total_steps, "epoch": position.epoch + 1,
                     "epochs": self.config.epochs, "images_per_second": images_per_second,
                     "eta_seconds": remaining * self.config.batch_size / max(images_per_second, 1e-9)}
+        if self.plan:   # what the progress bar and the app show against the budget
+            progress["budget_left_seconds"] = self.plan.budget_seconds - self._elapsed()
         for row in rows:
             row["learning_rate"] = self._learning_rate(row["step"])
         if self.run:
@@ -320,7 +392,7 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         position, config = self.position, self.config
-        steps = self.steps_per_epoch
+        steps = position.step_in_epoch   # a budget run's last epoch may be partial
         eval_started = time.perf_counter()
         row = {"epoch": position.epoch + 1, "step": position.global_step}
         row.update({name: total / steps for name, total in position.epoch_sums.items()})
@@ -330,6 +402,8 @@ class Trainer:
         row["eval_seconds"] = time.perf_counter() - eval_started
         row["elapsed_seconds"] = position.elapsed_seconds + row["eval_seconds"]
         position.elapsed_seconds = row["elapsed_seconds"]
+        if self.plan:
+            row.update(self.plan.row())
         position.epoch += 1
         position.step_in_epoch = 0
         position.epoch_sums = {}

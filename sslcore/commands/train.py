@@ -25,6 +25,10 @@ def run(args) -> dict:
 
     join_hosts()   # a no-op unless the launcher set KERAS_DISTRIBUTION_NUM_PROCESSES above 1
     given = config_values(args)
+    if args.epochs is not None and given.get("budget_minutes") is not None:
+        # Both would set the run's length: refuse rather than let one silently win.
+        raise ValueError("--budget sets the number of epochs itself (as many as fit the minutes); give --budget or "
+                         "--epochs, not both")
     run_dir = RunDir(args.out)
     if args.resume:
         if not run_dir.exists():
@@ -71,13 +75,20 @@ class ProgressBar:
 
         self.bar = tqdm(total=info["total_steps"], initial=info["start_step"], unit="step", file=sys.stderr,
                         dynamic_ncols=True, desc=f"training on {info['backend']}")
+        if info.get("budget_seconds"):
+            self.bar.write(f"budget of {info['budget_seconds'] / 60:g} min: {info['epochs']} epochs, "
+                           f"{info['total_steps']} steps planned", file=sys.stderr)
 
     def on_step_end(self, row):
         self.bar.update(row["step"] - self.bar.n)
         shown = {"loss": row["loss"], "acc": row["contrastive_accuracy"], "img/s": row["images_per_second"]}
         if "train_probe_accuracy" in row:
             shown["probe"] = row["train_probe_accuracy"]
-        self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+        shown = {k: f"{v:.3g}" for k, v in shown.items()}
+        if row.get("budget_left_seconds") is not None:   # a budget run: time left against its budget, not the ETA
+            left = max(0, round(row["budget_left_seconds"]))
+            shown["budget left"] = f"{left // 60}:{left % 60:02d}"
+        self.bar.set_postfix(shown, refresh=False)
 
     def on_epoch_end(self, row):
         fmt = lambda v: "—" if v is None else f"{v:.3f}"
