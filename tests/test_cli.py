@@ -91,3 +91,30 @@ def test_cli_errors_are_clear(tmp_path, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_stops_the_run_cleanly_with_its_models(tmp_path):
+    """``kill PID`` (a scheduler's notice) stops as the app's Stop does: a checkpoint, the models, exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sslcore.runs import RunDir
+    from tests.helpers import wait_until
+
+    run = RunDir(tmp_path / "run")
+    process = subprocess.Popen([sys.executable, "-m", "sslcore", "train", "--data", "digits", "--encoder-width", "16",
+                                "--batch-size", "128", "--epochs", "50", "--log-every", "1", "--no-progress",
+                                "--out", str(run.path)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(run.steps()) >= 2, timeout=240, what="two training steps")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["state"] == "stopped" and summary["stop_reason"] == "requested" and summary["global_step"] < 550
+    assert run.encoder_path.exists() and run.stopped_text() == f"stopped at step {summary['global_step']} of 550"
