@@ -85,6 +85,14 @@ def test_budget_and_epochs_flags_together_are_refused(tmp_path, capsys):
     assert "budget_minutes must be positive" in capsys.readouterr().err
 
 
+def test_a_budget_on_several_hosts_is_refused(tmp_path, capsys, monkeypatch):
+    from sslcore.cli import main
+
+    monkeypatch.setattr("sslcore.distribute.join_hosts", lambda: True)   # as if the launcher started two hosts
+    assert main(["train", "--budget", "5", "--out", str(tmp_path / "run")]) == 2
+    assert "cannot plan a run on several hosts" in capsys.readouterr().err
+
+
 def test_a_budget_run_trains_as_a_plain_run_of_the_planned_length(tmp_path):
     """The measuring steps are thrown away: 34 s on the ticking clock plan 6 epochs, trained as --epochs 6 trains."""
     # Ticks of 1 s: 9 s before the plan, steps of 1 s, evaluation 1 s, checkpoint 1 s, compiling 0 s (2 steps an epoch).

@@ -23,12 +23,16 @@ def run(args) -> dict:
     from sslcore.runs import RunDir
     from sslcore.trainer import Trainer
 
-    join_hosts()   # a no-op unless the launcher set KERAS_DISTRIBUTION_NUM_PROCESSES above 1
+    several_hosts = join_hosts()   # a no-op unless the launcher set KERAS_DISTRIBUTION_NUM_PROCESSES above 1
     given = config_values(args)
     if args.epochs is not None and given.get("budget_minutes") is not None:
         # Both would set the run's length: refuse rather than let one silently win.
         raise ValueError("--budget sets the number of epochs itself (as many as fit the minutes); give --budget or "
                          "--epochs, not both")
+    if several_hosts and given.get("budget_minutes") is not None and not args.resume:
+        # Each host would time itself and could plan another number of steps: the hosts would then wait on each other
+        # for ever. (A resumed budget run reads its recorded plan, the same on every host.)
+        raise ValueError("--budget cannot plan a run on several hosts (each would time itself); give --epochs")
     run_dir = RunDir(args.out)
     if args.resume:
         if not run_dir.exists():
