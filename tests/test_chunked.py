@@ -136,3 +136,16 @@ def test_a_chunk_does_not_import_tensorflow_to_seed_it(tmp_path):
                             env={**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": keras.backend.backend()})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-1] == "False"
+
+
+def test_a_gpu_call_that_ends_on_its_slice_exports_nothing_and_a_stop_exports(tmp_path):
+    """ZeroGPU's chunks: the run goes on after a call's slice, so only a Stop pressed during a call exports."""
+    from sslcore.chunks import train_chunk
+
+    run = RunDir(tmp_path / "run")
+    run.create(tiny_config(epochs=1, encoder_width=16).to_dict())
+    assert train_chunk(str(run.path), 120, max_steps=2)["state"] == "stopped"
+    assert not run.encoder_path.exists() and run.stopped_text() is None
+    run.request_stop()   # pressed while the next call starts
+    assert train_chunk(str(run.path), 120, max_steps=2)["stop_reason"] == "requested"
+    assert run.encoder_path.exists() and run.stopped_text() == "stopped at step 2 of 11"
