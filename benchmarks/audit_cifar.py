@@ -10,6 +10,7 @@ Three steps, each printing one JSON line:
                                                accuracy on the 10,000 held-out images
     audit_cifar.py flips RUN                   near-duplicate recall with and without flip-averaged embeddings
     audit_cifar.py crops RUN                   near-duplicate recall and false alarms with and without the crop check
+                                               and the pixel-space candidates
     audit_cifar.py outliers RUN                rank of five synthetic images among the 10,000 held-out images,
                                                per outlier score
 
@@ -160,8 +161,10 @@ def crops(args) -> dict:
     on the pool of ``flips`` (10,000 held-out images, 1,000 of them copied once per edit), flip-averaged and whitened.
 
     A copy's similarity to its original is the audit's: the crop-checked score where one is among the other's
-    ``CROP_CHECKED_CANDIDATES`` nearest images, else their whitened similarity. Timed, per pool image.
+    ``CROP_CHECKED_CANDIDATES`` nearest images (or, in the last row, among its candidates: those plus its
+    ``pixel_neighbours``), else their whitened similarity. Timed, per pool image.
     """
+    from sslcore import alignment
     from sslcore import audit as audit_module
     from sslcore.export import embed, load_encoder
 
@@ -171,9 +174,16 @@ def crops(args) -> dict:
     started = time.perf_counter()
     checked = audit_module.with_crop_check(pool, indices, similarities)
     seconds = time.perf_counter() - started
+    # What the audit does now: the pixel-space neighbours join the candidates, and all of them are crop-checked.
+    started = time.perf_counter()
+    thumbs = alignment.thumbnails(pool)
+    both, both_similarities = audit_module.candidate_neighbours(unit, thumbs)
+    with_pixels = audit_module.with_crop_check(pool, both, both_similarities, checked=both.shape[1], thumbs=thumbs)
+    pixel_seconds = time.perf_counter() - started
     thresholds = [float(t) for t in args.thresholds.split(",")]
     results = {}
-    for name, scores in (("whitened", similarities), ("whitened+crop_check", checked)):
+    for name, indices, scores in (("whitened", indices, similarities), ("whitened+crop_check", indices, checked),
+                                  ("whitened+pixel_candidates+crop_check", both, with_pixels)):
         row = {}
         for e, edit in enumerate(audit_module.EDITS):
             start = len(pool_index) + e * 1000
@@ -190,6 +200,8 @@ def crops(args) -> dict:
         row["false_alarms"] = {t: round(float(np.mean(unedited >= t)), 4) for t in thresholds}
         results[name] = row
     return {"pool": int(len(pool)), "crop_check_seconds": round(seconds, 1),
+            "pixel_candidates_and_crop_check_seconds": round(pixel_seconds, 1),
+            "pixel_candidates_per_image": 2 * audit_module.PIXEL_CANDIDATES,
             "crop_checked_neighbours_per_image": audit_module.CROP_CHECKED_CANDIDATES, "results": results}
 
 

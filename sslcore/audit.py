@@ -30,12 +30,15 @@ edit a briefly trained encoder learns (docs/audit.md):
    absolute deviations from its median (``robust_z``) and the two are added. The encoder's output was trained to
    ignore colour and texture, so alone it placed random noise 6,072nd of 10,005 CIFAR-10 images and a checkerboard
    290th; with the low-level score they rank 175th and 4th (docs/audit.md). Most outlying first.
+4. **Quality issues** (``sslcore.quality``): a score per image for each check, on the decoded images and the files'
+   own sizes, flagged under the check's threshold; ``issues.csv``.
 
 The neighbour search is scikit-learn's ``NearestNeighbors`` (brute force on unit vectors, through
 ``sslcore.evaluate.nearest_neighbors``): its k-nearest search runs in blocks of rows with a running top-k
 (``ArgKmin``), multithreaded, so 50,000 images never make a 50,000 × 50,000 matrix; each image's
-``DUPLICATE_CANDIDATES`` nearest neighbours are the candidate near-duplicates, so an image with more near-copies
-than that lists its closest ones (exact copies, found by hash, are all listed).
+``DUPLICATE_CANDIDATES`` nearest neighbours and ``2 × PIXEL_CANDIDATES`` nearest thumbnails are the candidate
+near-duplicates, so an image with more near-copies than that lists its closest ones (exact copies, found by hash,
+are all listed).
 
 Nothing in the folder is ever modified, moved or deleted. ``write_clean`` copies the folder elsewhere without
 the flagged files (unreadable files, all but one file of each duplicate group, and optionally the top outliers).
