@@ -1,7 +1,12 @@
 """Which default recipe for the convnet on CIFAR-10: the seeds' recipe against candidates, same encoder and epochs.
 
     KERAS_BACKEND=tensorflow python benchmarks/recipe_cifar.py OUT_DIR [--epochs 20] [--recipes seeds,bn_head,...]
-        [--max-minutes 10]
+        [--max-minutes 10 | --budget-minutes 10]
+
+``--budget-minutes`` gives each run a time budget (``sslcore train --budget``: it times itself and plans its length
+so the schedule ends at the deadline); ``--max-minutes`` cuts a run of ``--epochs`` off at that time instead.
+The recipes ``defaults`` and ``defaults_head512_tau0.05`` are sslcore's own TrainConfig defaults (batch 256, cosine
+schedule) with SimCLR's shipped head and temperature, and with the 512-wide head and τ 0.05.
 
 Each recipe trains a SimCLR convnet at 32 px on 40,000 CIFAR-10 training images from
 ``../shared/data/cifar10_train_jpeg.npz`` and is evaluated on the 10,000 it never saw (the last 1,000 of each class:
@@ -44,13 +49,18 @@ RECIPES = {
 }
 DEFAULT_RECIPE = "seeds"  # what sslcore ships as SimCLR's defaults (tests/test_methods.py checks)
 MERGED = ("method_params", "augment_params")
+# Not the seeds' recipe with a change: sslcore's own defaults for every setting but SimCLR's head and temperature.
+OWN_DEFAULTS = {"defaults": {}, "defaults_head512_tau0.05": {"method_params": {"temperature": 0.05, "hidden_dim": 512}}}
 
 
 def settings(name: str, epochs: int) -> dict:
-    change = RECIPES[name]
-    merged = {**SEEDS, **{k: v for k, v in change.items() if k not in MERGED}}
-    for key in MERGED:
-        merged[key] = {**SEEDS.get(key, {}), **change.get(key, {})}
+    if name in OWN_DEFAULTS:
+        merged = dict(OWN_DEFAULTS[name])
+    else:
+        change = RECIPES[name]
+        merged = {**SEEDS, **{k: v for k, v in change.items() if k not in MERGED}}
+        for key in MERGED:
+            merged[key] = {**SEEDS.get(key, {}), **change.get(key, {})}
     return {**merged, "method": "simclr", "encoder": "convnet", "image_size": 32, "epochs": epochs,
             "knn_bank_size": 5000, "eval_size": 2000, "log_every_steps": 20, "data": "folder:cifar10-jpeg"}
 
@@ -62,6 +72,8 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop each run after this much training (BENCHMARKS.md's 10-minute CPU target)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="give each run this time budget: it plans its own length (replaces --epochs)")
     args = parser.parse_args()
 
     from sslcore import evaluate
@@ -76,6 +88,8 @@ def main() -> None:
     max_seconds = None if args.max_minutes is None else 60 * args.max_minutes
     for name in args.recipes.split(","):
         recipe = settings(name, args.epochs)
+        if args.budget_minutes is not None:
+            recipe["budget_minutes"] = args.budget_minutes
         config = TrainConfig(**recipe)
         started = time.perf_counter()
         trainer = Trainer(config, os.path.join(args.out, name), dataset=dataset)
@@ -86,6 +100,10 @@ def main() -> None:
             "recipe": name, "settings": recipe, "train_seconds": round(seconds, 1),
             "images_per_second": summary["images_per_second"], "stop_reason": summary["stop_reason"],
             "images_seen": summary["global_step"] * config.batch_size, "max_minutes": args.max_minutes,
+            "budget_minutes": args.budget_minutes,
+            "budget_plan": trainer.plan.to_dict() if getattr(trainer, "plan", None) else None,
+            "budget_error_percent": (round(100 * (seconds / (60 * args.budget_minutes) - 1), 2)
+                                     if args.budget_minutes else None),
             "knn_accuracy": round(evaluate.knn_accuracy(train_features, dataset.train_labels, test_features,
                                                         dataset.test_labels), 4),
             # BENCHMARKS.md's 10-minute CPU anchors vote over a 10,000-image bank: the same, for comparison.
