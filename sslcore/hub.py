@@ -378,6 +378,15 @@ def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | 
     return Run(folder).model(label)
 
 
+def download(repo_id: str, *, token: str | None = None, endpoint: str | None = None, revision: str | None = None,
+             cache_dir: str | os.PathLike | None = None, attempts: int = RETRY_ATTEMPTS,
+             backoff_seconds: float = RETRY_BACKOFF_SECONDS) -> Path:
+    """The folder of a pushed model's ``config.json`` and ``.keras`` files in the Hugging Face cache, as ``load`` gets
+    it; the folder's name is the commit it holds (``snapshots/<commit>``), so its revision is known exactly."""
+    return _download(check_repo_id(repo_id), token=token, endpoint=endpoint, revision=revision, cache_dir=cache_dir,
+                     attempts=attempts, backoff_seconds=backoff_seconds)
+
+
 def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, backoff_seconds) -> Path:
     from huggingface_hub import snapshot_download
 

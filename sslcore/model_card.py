@@ -68,7 +68,26 @@ def card_data(*, repo_id: str, config: dict[str, Any], evaluation: dict[str, Any
         pipeline_tag="image-classification" if has_classifier else "image-feature-extraction",
         model_name=repo_id.split("/")[-1],
         eval_results=results or None,
+        base_model=_hub_base_model(config.get("init_source")),
     )
+
+
+def _hub_base_model(init_source: dict | None) -> str | None:
+    """The Hub's ``base_model`` (what the Hub links as "fine-tuned from") when the encoder started from a pushed one."""
+    source = str((init_source or {}).get("source", ""))
+    return source[len("hf://"):].partition("@")[0] if source.startswith("hf://") else None
+
+
+def init_paragraph(init_source: dict) -> str:
+    """What the encoder started from: continued pretraining is only as good as its start, so the card names it."""
+    source, revision = init_source.get("source", "?"), init_source.get("revision")
+    where = f"`{source}`" + (f" (commit `{revision}`)" if revision else "")
+    trained = ""
+    if init_source.get("method"):
+        data = dataset_identity(str(init_source.get("data", "")))[1] if init_source.get("data") else "its own data"
+        trained = f", an encoder pretrained with {init_source['method']} on {data}"
+    return (f"**Initialised from** {where}{trained}: this run's encoder started from its weights and continued "
+            "self-supervised pretraining; the projection head and the classification head started fresh.")
 
 
 def build_model_card(*, repo_id: str, config: dict[str, Any], class_names: Sequence[str],
@@ -79,6 +98,8 @@ def build_model_card(*, repo_id: str, config: dict[str, Any], class_names: Seque
     data = card_data(repo_id=repo_id, config=config, evaluation=evaluation, has_classifier=has_classifier,
                      license=license)
     body = _body(repo_id, config, list(class_names), evaluation, list(files), list(notes), sslcore_version, has_classifier)
+    if config.get("init_source"):
+        body = body.replace("\n\n", "\n\n" + init_paragraph(config["init_source"]) + "\n\n", 1)
     if stopped:
         body = body.replace("\n\n", "\n\n" + _stopped_paragraph(stopped, config) + "\n\n", 1)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")

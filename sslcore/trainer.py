@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 import keras
 import numpy as np
 
-from sslcore import budget, evaluate
+from sslcore import budget, evaluate, pretrained
 from sslcore.config import TrainConfig
 from sslcore.data import Dataset
 from sslcore.run import load_run_data
@@ -113,8 +113,9 @@ def _likely_cause(config: TrainConfig) -> str:
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, *,
                  callbacks: list[Callback] | tuple = (), dataset: Dataset | None = None, loading_progress: bool = False,
-                 clock: Callable[[], float] = time.perf_counter):
-        """``clock``: what a time budget is planned on (tests give a fake one)."""
+                 clock: Callable[[], float] = time.perf_counter, init_source: pretrained.InitSource | None = None):
+        """``clock``: what a time budget is planned on (tests give a fake one). ``init_source``: ``config.init`` already
+        resolved (the CLI resolves it to take the source's architecture), so it is not fetched twice."""
         config.validate()
         self.loading_progress = loading_progress   # a bar while a large source decodes (the CLI's, not the app's jobs)
         self.config = config
@@ -124,9 +125,13 @@ class Trainer:
         self.model: SSLModel | None = None
         self.clock = clock
         self.plan: budget.BudgetPlan | None = None   # a budget run's length, once planned
+        self.init_source = init_source
 
     # -- set-up ---------------------------------------------------------------------------------------
-    def prepare(self) -> None:
+    def prepare(self, *, init: bool = True) -> None:
+        """Load the data and build the model; with ``init`` (not when resuming: the checkpoint holds every weight) the
+        encoder starts from ``config.init``'s, which is resolved first so that a bad source fails before any work."""
+        source = self._resolve_init() if init and (self.config.init or "").strip() else None
         config = self.config
         if self.dataset is None:
             self.dataset = load_run_data(config.to_dict(), progress=self.loading_progress)
@@ -141,8 +146,18 @@ class Trainer:
             check_hosts_agree(config.to_dict(), data.train_images)
         with self.distribution.scope() if self.distribution else contextlib.nullcontext():
             self._build(config, data)
+            if source is not None:
+                pretrained.copy_weights(source, self.model.encoder)
         self.position = Position()
         self._eval_subsets()
+
+    def _resolve_init(self) -> pretrained.InitSource:
+        """The run's start, and its architecture taken into the config (settings left as None become the source's)."""
+        if self.init_source is None:
+            self.init_source = pretrained.resolve(self.config.init)
+        self.config = pretrained.adopt(self.config, self.init_source)
+        self.config.validate()
+        return self.init_source
 
     def _build(self, config: TrainConfig, data: Dataset) -> None:
         self.model = SSLModel(method=config.method, method_params=config.full_method_params(len(data.train_images)), encoder=config.encoder,
@@ -254,7 +269,7 @@ class Trainer:
         budget_started = self.clock()
         started = time.perf_counter()
         if self.model is None:
-            self.prepare()
+            self.prepare(init=not resume)
         config, run, data = self.config, self.run, self.dataset
         if run:
             if stop is None:
@@ -270,7 +285,9 @@ class Trainer:
                     self._apply_plan(budget.recorded_plan(run.config(), str(run.path)))
                 self.restore(checkpoint)
             else:
-                run.create({**config.to_dict(), "backend": keras.backend.backend(), "class_names": list(data.class_names)})
+                started_from = {"init_source": self.init_source.record()} if self.init_source else {}
+                run.create({**config.to_dict(), "backend": keras.backend.backend(), "class_names": list(data.class_names),
+                            **started_from})
         device_data = DeviceData.from_numpy(data.train_images, data.train_labels, data.probe_images, data.probe_labels)
         if config.budget_minutes is not None and self.plan is None:
             self._plan_budget(device_data, budget_started)

@@ -18,6 +18,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
+    from sslcore import hub
+
+    try:
+        return _train(args)
+    except hub.HubError as error:   # --init from the Hub: an unknown or private repo, no connection
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+
+
+def _train(args) -> dict:
+    from sslcore import pretrained
     from sslcore.config import TrainConfig
     from sslcore.distribute import join_hosts
     from sslcore.runs import RunDir
@@ -46,8 +57,14 @@ def run(args) -> dict:
         if run_dir.exists() and run_dir.epochs():
             raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         config = TrainConfig.from_dict(given)
+    source = None
+    if (config.init or "").strip() and not args.resume:
+        # Before any data loads: a bad source fails at once, and settings not given become the source's.
+        source = pretrained.resolve(config.init)
+        config = pretrained.adopt(config, source, given={name for name, value in given.items() if value is not None})
     callbacks = [] if args.no_progress else [ProgressBar()]
-    trainer = Trainer(config, args.out, callbacks=callbacks, loading_progress=not args.no_progress)
+    trainer = Trainer(config, args.out, callbacks=callbacks, loading_progress=not args.no_progress,
+                      init_source=source)
     with stop_on_sigterm(run_dir):
         return trainer.fit(resume=args.resume, max_seconds=args.max_seconds, max_steps=args.max_steps)
 

@@ -1,0 +1,157 @@
+"""``train --init SOURCE``: a run whose encoder starts from a pretrained one (a run folder, an encoder.keras file, or a
+model pushed to the Hub), takes its architecture, records it, and is refused clearly when the source is wrong.
+
+Every source is the session's tiny finished run (tests/conftest.py), or that run pushed to the fake Hub
+(tests/fake_hub.py); the runs trained here are a few steps of the same tiny settings.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import huggingface_hub.constants
+from sslcore import cli, hub, pretrained
+from sslcore.config import TrainConfig
+from sslcore.runs import RunDir
+from sslcore.trainer import Trainer
+from tests.fake_hub import FakeHub
+from tests.helpers import tiny_config
+
+ALICE = "hf_alice_5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b"
+
+
+def weights(model) -> list[np.ndarray]:
+    return [np.asarray(variable) for variable in model.weights]
+
+
+def assert_same_weights(a, b) -> None:
+    first, second = weights(a), weights(b)
+    assert len(first) == len(second) and len(first) > 0
+    for x, y in zip(first, second):
+        np.testing.assert_array_equal(x, y)
+
+
+def started_from(source, **overrides) -> Trainer:
+    """A prepared (built, not trained) run of BYOL, another method than the source's, starting from ``source``."""
+    settings = dict(epochs=1, encoder_width=None, method="byol", init=str(source))
+    trainer = Trainer(tiny_config(**{**settings, **overrides}))
+    trainer.prepare()
+    return trainer
+
+
+def test_the_encoder_starts_from_exactly_the_source_runs_weights(tiny_trainer, tiny_run):
+    trainer = started_from(tiny_run)
+    assert_same_weights(trainer.model.encoder, tiny_trainer.model.encoder)
+    assert trainer.config.encoder_width == 16        # the architecture is the source's (the run left it unset)
+    scratch = Trainer(tiny_config(epochs=1, encoder_width=16, method="byol"))
+    scratch.prepare()
+    assert any(not np.array_equal(x, y) for x, y in zip(weights(scratch.model.encoder), weights(trainer.model.encoder)))
+
+    from_file = started_from(tiny_run / "encoder.keras")
+    assert_same_weights(from_file.model.encoder, tiny_trainer.model.encoder)
+
+
+def test_an_architecture_asked_for_that_is_not_the_sources_is_refused_naming_both(tiny_run, tmp_path, capsys):
+    with pytest.raises(pretrained.InitMismatch, match=r"convnet of width 16 at 32 px.*convnet of width 32 at 32 px"):
+        started_from(tiny_run, encoder_width=32)
+    code = cli.main(["train", "--init", str(tiny_run), "--encoder", "resnet18", "--image-size", "16",
+                     "--out", str(tmp_path / "run"), "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error
+    assert "encoder 'resnet18' (the source's is 'convnet')" in error and "image_size 16 (the source's is 32)" in error
+    assert not (tmp_path / "run").exists()     # refused before anything was written
+
+
+def test_a_missing_or_wrong_source_is_refused_before_any_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--init", str(tmp_path / "nowhere"), "--out", str(out), "--no-progress"]) == 2
+    assert "no such run folder or file" in capsys.readouterr().err
+    assert cli.main(["train", "--init", "alice/digits", "--out", str(out), "--no-progress"]) == 2
+    assert "hf://OWNER/NAME" in capsys.readouterr().err
+    not_a_model = tmp_path / "encoder.keras"
+    not_a_model.write_bytes(b"not a model")
+    assert cli.main(["train", "--init", str(not_a_model), "--out", str(out), "--no-progress"]) == 2
+    assert "not a Keras model file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_continues_from_the_checkpoint_without_reading_the_source(tiny_run, tmp_path):
+    source = shutil.copytree(tiny_run, tmp_path / "source")
+    out = tmp_path / "run"
+    first = Trainer(tiny_config(epochs=1, encoder_width=None, init=str(source)), out)
+    assert first.fit(max_steps=3)["state"] == "stopped"
+    shutil.rmtree(source)   # a resume that read the source again would fail here
+    assert cli.main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["state"] == "finished" and summary["global_step"] == first.total_steps
+    assert RunDir(out).config()["init_source"]["source"] == str(source)   # still says where it started
+
+
+# ---------------------------------------------------------------------------------------------- from the Hub
+
+
+@pytest.fixture(scope="module")
+def fake_hub(tmp_path_factory):
+    """The fake Hub as HF_ENDPOINT, with no token or cache of this machine."""
+    home = tmp_path_factory.mktemp("hf-home")
+    server = FakeHub({ALICE: "alice"})
+    server.start()
+    patch = pytest.MonkeyPatch()
+    patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    patch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(home / "token"))
+    patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hub"))
+    # What HF_ENDPOINT set before huggingface_hub's import does: the API's base and the download URLs' template.
+    patch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
+    patch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                  server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    patch.setenv("HF_ENDPOINT", server.url)
+    patch.setenv("HF_HUB_DISABLE_XET", "1")
+    patch.delenv("HF_TOKEN", raising=False)
+    patch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    yield server
+    patch.undo()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pushed_start(tiny_run, fake_hub):
+    hub.push(tiny_run, "alice/digits-start", token=ALICE, evaluate=False, backoff_seconds=0.01)
+    return "hf://alice/digits-start"
+
+
+@pytest.mark.slow
+def test_training_from_a_pushed_model_records_it_in_the_config_and_the_card(pushed_start, fake_hub, tiny_trainer,
+                                                                            tmp_path, capsys):
+    assert_same_weights(started_from(pushed_start).model.encoder, tiny_trainer.model.encoder)
+
+    out = tmp_path / "continued"
+    assert cli.main(["train", "--init", pushed_start, "--method", "byol", "--epochs", "1", "--batch-size", "128",
+                     "--max-steps", "2", "--out", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    recorded = json.loads((out / "config.json").read_text())
+    commit = fake_hub.repos["alice/digits-start"].head
+    assert recorded["init"] == pushed_start and recorded["encoder_width"] == 16
+    assert recorded["init_source"] == {"source": pushed_start, "revision": commit, "encoder": "convnet",
+                                       "encoder_width": 16, "image_size": 32, "method": "simclr", "data": "digits",
+                                       "epochs": 1}
+    assert TrainConfig.from_run_config(recorded).init == pushed_start
+
+    hub.push(out, "alice/digits-continued", token=ALICE, evaluate=False, backoff_seconds=0.01)
+    card = fake_hub.repos["alice/digits-continued"].files["README.md"].content.decode()
+    assert "base_model: alice/digits-start" in card
+    assert f"**Initialised from** `{pushed_start}` (commit `{commit}`), an encoder pretrained with simclr" in card
+
+
+@pytest.mark.slow
+def test_an_unknown_or_private_hub_model_is_a_clear_error_before_any_training(pushed_start, fake_hub, tiny_run,
+                                                                               tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--init", "hf://alice/no-such-model", "--out", str(out), "--no-progress"])
+    error = capsys.readouterr().err
+    assert exited.value.code == 1 and "alice/no-such-model was not found" in error and "Traceback" not in error
+    hub.push(tiny_run, "alice/private-start", token=ALICE, private=True, evaluate=False, backoff_seconds=0.01)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--init", "hf://alice/private-start", "--out", str(out), "--no-progress"])
+    assert "private and no token was given" in capsys.readouterr().err
+    assert not out.exists()
