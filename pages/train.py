@@ -30,9 +30,10 @@ CONTROL_EVENTS = dict(concurrency_id="train-control", concurrency_limit=None)
 # The TrainConfig settings the form shows, in its order (pairs share a row after the encoder), and their labels;
 # each control's kind, choices, range and hint come from the setting itself (sslcore.config.setting).
 FORM_SETTINGS = ("encoder", "image_size", "batch_size", "epochs", "budget_minutes", "learning_rate", "optimizer",
-                 "precision", "augment", "log_every_steps")
+                 "precision", "augment", "log_every_steps", "init")
 LABELS = {"image_size": "Image size (px)", "learning_rate": "Learning rate", "augment": "Augmentation preset",
-          "log_every_steps": "Chart update every N steps", "budget_minutes": "Or train for N minutes"}
+          "log_every_steps": "Chart update every N steps", "budget_minutes": "Or train for N minutes",
+          "init": "Start from a pretrained encoder (optional)"}
 SETTINGS = {row["name"]: row for row in TrainConfig.describe()}
 
 
@@ -40,6 +41,8 @@ def setting_control(row: dict):
     label = LABELS.get(row["name"], row["name"].replace("_", " ").capitalize())
     if row["choices"]:
         return gr.Dropdown(list(row["choices"]), value=row["default"], label=label, info=row["help"])
+    if row["kind"] is str:   # a free-text setting (init): empty means unset
+        return gr.Textbox(row["default"] or "", label=label, info=row["help"])
     # The range goes in the hint, not in gr.Number's own bounds: Gradio refuses an out-of-range number with a
     # toast that names no setting, where TrainConfig.validate says which setting and why in the status box.
     low, high = row["minimum"], row["maximum"]

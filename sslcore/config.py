@@ -76,6 +76,11 @@ class TrainConfig:
     keep_checkpoints: int = setting(3, "checkpoints kept (0 keeps all)", kind=int, flag="--keep-checkpoints",
                                     minimum=0)
 
+    def __post_init__(self):
+        # A form's empty "start from" box means no pretrained start, not a source named "".
+        if isinstance(self.init, str):
+            self.init = self.init.strip() or None
+
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:
         """Every setting: name, default, kind, help, flag, choices, minimum and maximum (as MethodParams.describe)."""

@@ -155,3 +155,9 @@ def test_an_unknown_or_private_hub_model_is_a_clear_error_before_any_training(pu
         cli.main(["train", "--init", "hf://alice/private-start", "--out", str(out), "--no-progress"])
     assert "private and no token was given" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_empty_start_from_box_means_no_start():
+    """The Train page's text box sends "" when left empty: that is no init, not a source named ""."""
+    assert TrainConfig.parse({"init": "  "}).init is None and TrainConfig().init is None
+    assert TrainConfig.parse({"init": " runs/a "}).init == "runs/a"
