@@ -40,6 +40,7 @@ def started_from(source, **overrides) -> Trainer:
     return trainer
 
 
+@pytest.mark.core
 def test_the_encoder_starts_from_exactly_the_source_runs_weights(tiny_trainer, tiny_run):
     trainer = started_from(tiny_run)
     assert_same_weights(trainer.model.encoder, tiny_trainer.model.encoder)
@@ -76,6 +77,7 @@ def test_a_missing_or_wrong_source_is_refused_before_any_training(tmp_path, caps
     assert not out.exists()
 
 
+@pytest.mark.core
 def test_resume_continues_from_the_checkpoint_without_reading_the_source(tiny_run, tmp_path):
     source = shutil.copytree(tiny_run, tmp_path / "source")
     out = tmp_path / "run"
