@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import PurePath
 from typing import Any, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -80,8 +81,12 @@ def _hub_base_model(init_source: dict | None) -> str | None:
 
 def init_paragraph(init_source: dict) -> str:
     """What the encoder started from: continued pretraining is only as good as its start, so the card names it."""
-    source, revision = init_source.get("source", "?"), init_source.get("revision")
-    where = f"`{source}`" + (f" (commit `{revision}`)" if revision else "")
+    source, revision = str(init_source.get("source", "?")), init_source.get("revision")
+    if source.startswith("hf://"):
+        where = f"`{source}`" + (f" (commit `{revision}`)" if revision else "")
+    else:   # a local path says nothing to a reader and may name a private directory: its run's name only
+        path = PurePath(source)
+        where = f"a local run, `{path.parent.name if path.suffix == '.keras' else path.name}`"
     trained = ""
     if init_source.get("method"):
         data = dataset_identity(str(init_source.get("data", "")))[1] if init_source.get("data") else "its own data"

@@ -163,3 +163,16 @@ def test_an_empty_start_from_box_means_no_start():
     """The Train page's text box sends "" when left empty: that is no init, not a source named ""."""
     assert TrainConfig.parse({"init": "  "}).init is None and TrainConfig().init is None
     assert TrainConfig.parse({"init": " runs/a "}).init == "runs/a"
+
+
+def test_the_card_names_a_local_start_by_its_run_not_its_path():
+    from sslcore.model_card import build_model_card
+
+    config = {**tiny_config().to_dict(), "init": "/home/someone/private/runs/photos-start",
+              "init_source": {"source": "/home/someone/private/runs/photos-start", "revision": None,
+                              "encoder": "convnet", "encoder_width": 32, "image_size": 32, "method": "byol",
+                              "data": "tfds:cifar10"}}
+    card = str(build_model_card(repo_id="alice/photos", config=config, class_names=[], evaluation=None,
+                                files=["encoder.keras", "config.json"]))
+    assert "**Initialised from** a local run, `photos-start`, an encoder pretrained with byol on CIFAR-10" in card
+    assert "base_model" not in card
