@@ -138,10 +138,9 @@ def adopt(config, source: InitSource, given: Collection[str] | None = None):
         elif value != theirs[name] and not (name == "encoder_width" and theirs["encoder"] == "resnet50"):
             conflicts.append(f"{name} {value!r} (the source's is {theirs[name]!r})")
     if conflicts:
-        asked = {**theirs, **{name: getattr(config, name) for name in ARCHITECTURE if name not in chosen}}
         raise InitMismatch(
-            f"--init {source.source} holds a {describe(theirs)}, but this run asks for a {describe(asked)}: "
-            f"{'; '.join(conflicts)}. The encoder starts from the source's weights, which only fit the source's "
+            f"--init {source.source} holds a {describe(theirs)}, but this run asks for {'; '.join(conflicts)}. "
+            "The encoder starts from the source's weights, which only fit the source's "
             "architecture: leave these settings out to take the source's, or give its values.")
     return dataclasses.replace(config, **chosen)
 

@@ -54,7 +54,7 @@ def test_the_encoder_starts_from_exactly_the_source_runs_weights(tiny_trainer, t
 
 
 def test_an_architecture_asked_for_that_is_not_the_sources_is_refused_naming_both(tiny_run, tmp_path, capsys):
-    with pytest.raises(pretrained.InitMismatch, match=r"convnet of width 16 at 32 px.*convnet of width 32 at 32 px"):
+    with pytest.raises(pretrained.InitMismatch, match=r"convnet of width 16 at 32 px, but this run asks for encoder_width 32 \(the source's is 16\)"):
         started_from(tiny_run, encoder_width=32)
     code = cli.main(["train", "--init", str(tiny_run), "--encoder", "resnet18", "--image-size", "16",
                      "--out", str(tmp_path / "run"), "--no-progress"])
