@@ -34,6 +34,8 @@ FORM_SETTINGS = ("encoder", "image_size", "batch_size", "epochs", "budget_minute
 LABELS = {"image_size": "Image size (px)", "learning_rate": "Learning rate", "augment": "Augmentation preset",
           "log_every_steps": "Chart update every N steps", "budget_minutes": "Or train for N minutes",
           "init": "Start from a pretrained encoder (optional)"}
+# Optional numbers the form shows as 0 when unset (a budget of 0 minutes means "no budget, use the epochs").
+UNSET_BY_ZERO = ("budget_minutes",)
 SETTINGS = {row["name"]: row for row in TrainConfig.describe()}
 
 
@@ -43,6 +45,8 @@ def setting_control(row: dict):
         return gr.Dropdown(list(row["choices"]), value=row["default"], label=label, info=row["help"])
     if row["kind"] is str:   # a free-text setting (init): empty means unset
         return gr.Textbox(row["default"] or "", label=label, info=row["help"])
+    if row["name"] in UNSET_BY_ZERO:   # a number box cannot be empty: Gradio sends 0 for it
+        return gr.Number(0, label=label, info=f"{row['help']} (0: train for the epochs above)")
     # The range goes in the hint, not in gr.Number's own bounds: Gradio refuses an out-of-range number with a
     # toast that names no setting, where TrainConfig.validate says which setting and why in the status box.
     low, high = row["minimum"], row["maximum"]
@@ -208,6 +212,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         """(TrainConfig settings, backend) from the form's values, keyed by component."""
         chosen = form[method]
         settings = {name: form[control] for name, control in settings_form.items()}
+        settings.update({name: None for name in UNSET_BY_ZERO if not settings.get(name)})
         settings.update(method=chosen, data=data_source(context, form[dataset], form[data_text]),
                         method_params={param: form[control] for (owner, param), control in method_controls.items()
                                        if owner == chosen})
