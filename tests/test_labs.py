@@ -188,7 +188,7 @@ def test_two_visitors_on_a_space_each_in_their_own_lab(space, tmp_path):
     assert run_id in [row["run_id"] for row in alice.predict(api_name="/list_runs")]
     figure, status = alice.predict(run_id, api_name="/embeddings")
     assert "test images" in status
-    pairs, outliers, files, status = alice.predict(run_id, "", 0.9, api_name="/audit")
+    pairs, outliers, files, status, *_ = alice.predict(run_id, "", 0.9, api_name="/audit")
     assert "80 images" in status
 
     # Bob: the run does not exist for him, whatever he asks of it.
@@ -198,9 +198,9 @@ def test_two_visitors_on_a_space_each_in_their_own_lab(space, tmp_path):
             bob.predict(run_id, api_name=endpoint)
     figure, status = bob.predict(run_id, api_name="/embeddings")
     assert "No run" in status
-    _, _, _, status = bob.predict(run_id, "", 0.9, api_name="/audit")
+    _, _, _, status, *_ = bob.predict(run_id, "", 0.9, api_name="/audit")
     assert "No run" in status
-    _, _, _, status = bob.predict(run_id, "upload:photos", 0.9, api_name="/audit")
+    _, _, _, status, *_ = bob.predict(run_id, "upload:photos", 0.9, api_name="/audit")
     assert "No run" in status
     link, status = bob.predict(run_id, "bob/stolen", "hf_fake_token", False, api_name="/push")
     assert "No run" in status
