@@ -217,6 +217,7 @@ class Lab:
     def start(self, settings: dict[str, Any], backend: str | None = None) -> str:
         settings = dict(settings)
         settings["data"] = self.resolve_source(str(settings.get("data") or "digits"))
+        settings["init"] = self.resolve_init(settings.get("init"))
         if self.public:
             self._check_fair_share()
             self._check_quota(0)
@@ -261,6 +262,19 @@ class Lab:
         if source.startswith("folder:"):
             return "folder:" + self.resolve_folder(source[len("folder:"):])
         return source
+
+    def resolve_init(self, source: str | None) -> str | None:
+        """The encoder a new run starts from (``--init``): locally anything ``sslcore.pretrained`` reads; on a public
+        Space a Hugging Face model (``hf://``) or a run this visitor may look at, by its id, so that no endpoint loads
+        a file from the server's disk or from another visitor's run."""
+        text = str(source or "").strip()
+        if not text or not self.public or text.startswith("hf://"):
+            return text or None
+        try:
+            return str(self.existing_run(text).path)
+        except ValueError:   # AccessError included: another visitor's run reads as absent
+            raise AccessError("On this Space a run starts from a Hugging Face model (hf://OWNER/NAME) or from one of "
+                              "your runs (its id from the run list): files on the server cannot be read.") from None
 
     def upload_folder(self, name: str) -> Path:
         name = name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else name

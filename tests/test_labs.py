@@ -84,6 +84,19 @@ def test_runs_belong_to_their_visitor_and_examples_are_read_only(labs, tmp_path)
         bob.resume("example-run")
 
 
+def test_a_run_starts_only_from_a_hub_model_or_a_run_the_visitor_may_see(labs):
+    alice, bob = labs.lab(visitor_id("alice-key-0123456789")), labs.lab(visitor_id("bob-key-0123456789"))
+    run_id = alice.start({**TINY, "data": "digits"}, "tensorflow")
+    # Bob names a server path, a path into Alice's run, or Alice's run id: all refused before anything is queued.
+    for source in ("/etc", "/", str(labs.manager.run_dir(run_id).path), f"../{run_id}", run_id):
+        with pytest.raises(AccessError, match="files on the server cannot be read"):
+            bob.start({**TINY, "data": "digits", "init": source}, "tensorflow")
+    assert bob.runs() == []
+    assert bob.resolve_init("hf://alice/digits-simclr") == "hf://alice/digits-simclr"
+    assert bob.resolve_init("  ") is None
+    assert alice.resolve_init(run_id) == str(labs.manager.run_dir(run_id).path)
+
+
 def test_one_visitor_cannot_queue_many_runs(labs):
     alice, bob = labs.lab(visitor_id("alice-key-0123456789")), labs.lab(visitor_id("bob-key-0123456789"))
     alice.start({**TINY, "data": "digits"}, "tensorflow")
