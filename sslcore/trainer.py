@@ -180,19 +180,14 @@ class Trainer:
     def _plan_budget(self, device_data: DeviceData, started: float) -> None:
         """Time a few steps, one evaluation and one checkpoint on a throwaway step, put every weight back, and give
         the run the length its budget allows (recorded in config.json before the first real step)."""
-        config, data = self.config, self.dataset
+        config = self.config
         self._status("running", f"timing the first steps to fit the run into {config.budget_minutes:g} minutes")
         snapshot = [keras.ops.convert_to_numpy(v) for v in self.model.variables]
         trial = make_train_step(self.model, self.optimizer, device_data, config.jit_compile, self.distribution)
-        order = np.random.default_rng([config.seed, 0]).permutation(len(data.train_images))
-        probe_rng = np.random.default_rng([config.seed, 0, 1])
+        order, probe_rng = self._epoch_order(0)
 
         def train_step(i: int):
-            begin = (i % self.steps_per_epoch) * config.batch_size
-            probe_indices = None
-            if data.probe_images is not None:
-                probe_indices = probe_rng.integers(0, len(data.probe_images), config.batch_size).astype("int32")
-            return trial(order[begin: begin + config.batch_size].astype("int32"), probe_indices)
+            return trial(*self._batch(order, probe_rng, i % self.steps_per_epoch))
 
         def evaluate_once():
             trial.sync()
@@ -226,6 +221,22 @@ class Trainer:
         with self.distribution.scope() if self.distribution else contextlib.nullcontext():
             self.optimizer = build_optimizer(self.config, self.total_steps, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
+
+    def _epoch_order(self, epoch: int) -> tuple[np.ndarray, np.random.Generator]:
+        """The epoch's image order and the generator of its probe batches, both from the seed and the epoch alone, so
+        a resumed run draws the same batches as an uninterrupted one."""
+        seed = self.config.seed
+        return (np.random.default_rng([seed, epoch]).permutation(len(self.dataset.train_images)),
+                np.random.default_rng([seed, epoch, 1]))
+
+    def _batch(self, order: np.ndarray, probe_rng: np.random.Generator, step_in_epoch: int):
+        """(image indices, probe indices or None) of one step: the next slice of the order, a random probe batch."""
+        batch_size, probe_images = self.config.batch_size, self.dataset.probe_images
+        begin = step_in_epoch * batch_size
+        probe_indices = None
+        if probe_images is not None:
+            probe_indices = probe_rng.integers(0, len(probe_images), batch_size).astype("int32")
+        return order[begin: begin + batch_size].astype("int32"), probe_indices
 
     def _epoch_steps(self, epoch: int) -> int:
         """Steps in ``epoch`` (0-based): all of them but in a budget run's last epoch, which may be partial."""
@@ -310,8 +321,7 @@ class Trainer:
         # A time stop leaves room for the export too when this stop exports (a chunk's time slice does not).
         save_margin = 1.0 + (EXPORT_MARGIN_SECONDS if "time" in export_on_stop else 0.0)
         while position.epoch < config.epochs and stop_reason is None:
-            order = np.random.default_rng([config.seed, position.epoch]).permutation(len(data.train_images))
-            probe_rng = np.random.default_rng([config.seed, position.epoch, 1])
+            order, probe_rng = self._epoch_order(position.epoch)
             epoch_started = time.perf_counter() - position.epoch_seconds
             epoch_steps = self._epoch_steps(position.epoch)
             while position.step_in_epoch < epoch_steps:
@@ -320,12 +330,7 @@ class Trainer:
                 if stop_reason is not None:
                     break
                 step_started = time.perf_counter()
-                begin = position.step_in_epoch * config.batch_size
-                indices = order[begin: begin + config.batch_size].astype("int32")
-                probe_indices = None
-                if data.probe_images is not None:
-                    probe_indices = probe_rng.integers(0, len(data.probe_images), config.batch_size).astype("int32")
-                metrics = step(indices, probe_indices)
+                metrics = step(*self._batch(order, probe_rng, position.step_in_epoch))
                 position.step_in_epoch += 1
                 position.global_step += 1
                 pending.append((position.global_step, metrics))
