@@ -4,7 +4,8 @@ images/s under load against the same run just before (no load), a Stop of the tr
 server's peak memory.
 
 Each visitor arrives as a browser does (its first call is the default preview: digits, seed 0, what every new
-visitor's page asks for), then loops: the run's status (the page polls it), now and then the run list, a preview
+visitor's page asks for), then loops: the run's status (polled as a script should: the first call gets every row,
+later ones pass the last step they have and get only the new rows), now and then the run list, a preview
 (half the time the default one, else a Re-draw with a fresh seed) and a Stop of an already stopped run (the Stop
 endpoint's path without ending the measured run), with a random think time between calls.
 
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gradio_client import Client  # noqa: E402
+
+from sslcore.jobs import nice_from_env  # noqa: E402
 
 RUN = {"data": "digits", "image_size": 32, "batch_size": 128, "epochs": 1000, "log_every_steps": 1,
        "encoder": "convnet", "encoder_width": 32}
@@ -131,11 +134,13 @@ def visitor(url: str, run_id: str, stopped_id: str, think: float, until: threadi
     def call(endpoint, *args, **kwargs):
         started = time.perf_counter()
         try:
-            client.predict(*args, api_name=endpoint, **kwargs)
+            result = client.predict(*args, api_name=endpoint, **kwargs)
             records.append((endpoint, time.perf_counter() - started, True))
+            return result
         except Exception as error:  # noqa: BLE001 - a failed call is what this measures
             records.append((endpoint, time.perf_counter() - started, False))
             errors.append(f"{endpoint}: {type(error).__name__}: {str(error)[:200]}")
+            return None
 
     started = time.perf_counter()
     try:
@@ -146,8 +151,11 @@ def visitor(url: str, run_id: str, stopped_id: str, think: float, until: threadi
         errors.append(f"connect: {type(error).__name__}: {error}")
         return
     call("/preview", **DEFAULT_PREVIEW)                         # what the page asks for on arrival
+    last_step = -1                                              # a poller asks only for the step rows it lacks
     while not until.is_set():
-        call("/training_status", run_id)
+        status = call("/training_status", run_id, last_step)
+        if status and status["step_rows"]:
+            last_step = status["step_rows"][-1]["step"]
         if rng.random() < 0.3:
             call("/list_runs")
         if rng.random() < 0.5:
@@ -220,7 +228,7 @@ def main() -> None:
                 "kept": round(loaded / baseline, 3) if baseline else None, "baseline_s": args.baseline},
         "stop_under_load": {"call_s": round(stop_call, 3), "until_stopped_s": round(stop_done, 2),
                             "state": stopped["state"]},
-        "server_peak_rss_mb": peak, "cpu_cores": os.cpu_count(),
+        "server_peak_rss_mb": peak, "cpu_cores": os.cpu_count(), "train_nice": nice_from_env(),
         "load_average_1min": {"before": round(load_before, 2), "after": round(load_after, 2)},
     }))
 

@@ -39,12 +39,18 @@ UNSET_BY_ZERO = ("budget_minutes",)
 SETTINGS = {row["name"]: row for row in TrainConfig.describe()}
 
 
-def setting_control(row: dict):
+# On a public Space a run starts from a Hub model or one of the visitor's runs by its id (sslcore.labs), never a path.
+SPACE_HINTS = {"init": "start the encoder from a pretrained one: one of your runs (its id, from the run list) or "
+                       "hf://OWNER/NAME[@REVISION] (its architecture too; heads start fresh)"}
+
+
+def setting_control(row: dict, public: bool = False):
     label = LABELS.get(row["name"], row["name"].replace("_", " ").capitalize())
     if row["choices"]:
         return gr.Dropdown(list(row["choices"]), value=row["default"], label=label, info=row["help"])
     if row["kind"] is str:   # a free-text setting (init): empty means unset
-        return gr.Textbox(row["default"] or "", label=label, info=row["help"])
+        hint = SPACE_HINTS.get(row["name"], row["help"]) if public else row["help"]
+        return gr.Textbox(row["default"] or "", label=label, info=hint)
     if row["name"] in UNSET_BY_ZERO:   # a number box cannot be empty: Gradio sends 0 for it
         return gr.Number(0, label=label, info=f"{row['help']} (0: train for the epochs above)")
     # The range goes in the hint, not in gr.Number's own bounds: Gradio refuses an out-of-range number with a
@@ -172,7 +178,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
             for first in range(1, len(FORM_SETTINGS), 2):   # in pairs; an odd one out has a row of its own
                 pair = FORM_SETTINGS[first: first + 2]
                 with gr.Row():
-                    settings_form.update({name: setting_control(SETTINGS[name]) for name in pair})
+                    settings_form.update({name: setting_control(SETTINGS[name], context.public) for name in pair})
             backends = ["torch"] if chunked else installed_backends()
             backend = gr.Dropdown(backends, value=BACKEND if BACKEND in backends else backends[0], label="Keras backend",
                                   interactive=not chunked,
@@ -355,10 +361,12 @@ def register_api(jobs_: jobs.JobManager) -> None:
         return jobs_.status(run_id)
 
     @api_errors
-    def training_status(run_id: str) -> dict:
-        """A run's state and progress, with every per-step and per-epoch row logged so far."""
+    def training_status(run_id: str, since_step: int = -1) -> dict:
+        """A run's state and progress, with every per-epoch row and the per-step rows after ``since_step`` (a
+        poller passes the last step it has and gets only what is new; -1, the default, gets every row)."""
         history = jobs_.history(run_id)
-        return {**jobs_.status(run_id), "step_rows": history["steps"], "epoch_rows": history["epochs"]}
+        step_rows = [row for row in history["steps"] if row.get("step", 0) > since_step]
+        return {**jobs_.status(run_id), "step_rows": step_rows, "epoch_rows": history["epochs"]}
 
     def list_runs() -> list:
         """Every run in the runs folder, newest first, with its final figures."""

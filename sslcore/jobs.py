@@ -8,7 +8,8 @@ folder cannot know: which runs wait in the queue, and whether the process behind
 still alive (if not, the run was *interrupted* and resumes from its last checkpoint).
 
 Run folders live under ``$SSLCORE_RUNS`` (default ``./runs``); ``$SSLCORE_MAX_JOBS`` (default 1) runs may
-train at once, and further Start requests wait their turn, first in first out.
+train at once, and further Start requests wait their turn, first in first out. Training processes run at the
+niceness ``$SSLCORE_TRAIN_NICE`` (default 10): the app's visitors are answered first and training takes the rest.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,13 +28,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sslcore import pretrained
 from sslcore.backend import installed_backends
 from sslcore.config import TrainConfig, kind_of, parse_value
 from sslcore.data import check_source, known_train_count
 from sslcore.processes import explain_failure, last_error_line, pid_alive
 from sslcore.runs import RunDir, list_runs, write_json_atomic
 
-RUNS_ENV, MAX_JOBS_ENV = "SSLCORE_RUNS", "SSLCORE_MAX_JOBS"
+RUNS_ENV, MAX_JOBS_ENV, NICE_ENV = "SSLCORE_RUNS", "SSLCORE_MAX_JOBS", "SSLCORE_TRAIN_NICE"
+# A training process left at the server's priority takes both cores of a Space from it, and every visitor's status
+# poll, Stop and preview then waits behind a training step; at niceness 10 the scheduler gives the server what it
+# asks for and training everything left over (all of the machine when nobody is calling).
+DEFAULT_NICE = 10
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # States a caller sees. The run folder knows pending/running/finished/stopped/failed; the manager adds
@@ -56,6 +63,17 @@ def max_jobs_from_env(default: int = 1) -> int:
         return max(1, int(value)) if value else default
     except ValueError:
         raise ValueError(f"{MAX_JOBS_ENV} must be a whole number of jobs; got {value!r}") from None
+
+
+def nice_from_env(default: int = DEFAULT_NICE) -> int:
+    value = os.environ.get(NICE_ENV)
+    try:
+        niceness = int(value) if value else default
+    except ValueError:
+        raise ValueError(f"{NICE_ENV} must be a whole number from 0 (the server's priority) to 19; got {value!r}") from None
+    if not 0 <= niceness <= 19:
+        raise ValueError(f"{NICE_ENV} must be from 0 (the server's priority) to 19; got {niceness}")
+    return niceness
 
 
 # -------------------------------------------------------------------------------------------- settings
@@ -117,10 +135,12 @@ class JobManager:
     """Starts, queues, stops and resumes training processes; reports each run's state and history."""
 
     def __init__(self, root: str | os.PathLike | None = None, max_jobs: int | None = None, *,
-                 python: str = sys.executable, poll_seconds: float = 0.5, start_thread: bool = True):
+                 python: str = sys.executable, poll_seconds: float = 0.5, start_thread: bool = True,
+                 nice: int | None = None):
         self.root = Path(root) if root is not None else runs_root()
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_jobs = max_jobs if max_jobs is not None else max_jobs_from_env()
+        self.nice = nice if nice is not None else nice_from_env()
         self.python = python
         self.poll_seconds = poll_seconds
         self._lock = threading.RLock()
@@ -153,6 +173,8 @@ class JobManager:
         under a visitor of a public Space (``sslcore.labs``) before anyone can see it."""
         config = config_from_settings(settings)
         backend = self._check_backend(backend)
+        if config.init:   # a wrong start is said now, not as a failed run a minute later
+            pretrained.check_source(config.init)
         with self._lock:
             run_id = new_run_id(self.root, config)
             run = self.run_dir(run_id)
@@ -360,6 +382,8 @@ class JobManager:
         run = self.run_dir(job.run_id)
         command = [self.python, "-m", "sslcore", "--backend", job.backend, "train", *job.arguments,
                    "--out", str(run.path), "--no-progress"]
+        if self.nice and shutil.which("nice"):   # nice(1) execs the command: job.process.pid is the trainer's
+            command = ["nice", "-n", str(self.nice), *command]
         environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
         with open(run.path / LOG_FILE, "ab") as log:

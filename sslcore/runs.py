@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -58,19 +60,69 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
+class _JsonlRows:
+    """Rows of JSON-lines files, parsed once: a later read parses only the lines appended since.
+
+    The app reads a training run's steps.jsonl on every status poll, from many visitors at once, while the run
+    appends to it; re-parsing thousands of rows per poll was most of a busy server's work. A file that shrank or was
+    replaced is parsed again from the start. Bounded: the files read least recently are forgotten first.
+    """
+
+    def __init__(self, max_files: int = 64):
+        self.max_files = max_files
+        self._files: OrderedDict[Path, tuple[int, int, list[dict]]] = OrderedDict()   # path: (inode, offset, rows)
+        self._lock = threading.Lock()
+
+    def read(self, path: Path) -> list[dict]:
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a killed process: everything before it is intact
-    return rows
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            with self._lock:
+                self._files.pop(path, None)   # removed (a run started over): a file made here later is new
+            return []
+        with handle, self._lock:
+            inode, size = os.fstat(handle.fileno()).st_ino, os.fstat(handle.fileno()).st_size
+            known_inode, offset, rows = self._files.pop(path, (None, 0, []))
+            if known_inode != inode or size < offset or not _ends_a_line(handle, offset):
+                offset, rows = 0, []
+            handle.seek(offset)
+            offset, rows = _parse_from(handle.read(), offset, rows)
+            self._files[path] = (inode, offset, rows)
+            while len(self._files) > self.max_files:
+                self._files.popitem(last=False)
+            return [dict(row) for row in rows]   # copies: a caller's edits never reach the cache
+
+
+def _ends_a_line(handle, offset: int) -> bool:
+    """True when the byte before ``offset`` ends a line, as it does where the last read stopped."""
+    if offset == 0:
+        return True
+    handle.seek(offset - 1)
+    return handle.read(1) == b"\n"
+
+
+def _parse_from(data: bytes, offset: int, rows: list[dict]) -> tuple[int, list[dict]]:
+    """Parse the whole lines of ``data`` (read at ``offset``) onto ``rows``; the new offset follows the last line
+    parsed. A line cut short (no newline yet, or not JSON: a killed process) ends the parse, so every row
+    before it is intact and nothing after it is read until the file is rewritten."""
+    rows = list(rows)
+    position = 0
+    while (end := data.find(b"\n", position)) != -1:
+        line = data[position:end].strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        position = end + 1
+    return offset + position, rows
+
+
+_ROWS = _JsonlRows()
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return _ROWS.read(Path(path))
 
 
 class RunDir:
@@ -128,7 +180,11 @@ class RunDir:
         """Drop rows written after the checkpoint a run resumes from, so none is counted twice."""
         for path, keep in ((self.metrics_path, epoch_rows), (self.steps_path, step_rows)):
             rows = _read_jsonl(path)[:keep]
-            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            # A new file renamed over the old (a new inode): readers that cached the old rows parse it afresh,
+            # and a process killed mid-write leaves the old file whole.
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+                handle.write("".join(json.dumps(row, default=_json_default) + "\n" for row in rows))
+            os.replace(handle.name, path)
 
     # -- cooperative stop: any process (the app, a second tab, a shell) may ask a running job to stop ----
     def request_stop(self) -> None:

@@ -96,6 +96,8 @@ def test_a_run_goes_from_start_to_finished_with_its_points(client, finished_run)
     status = client.predict(finished_run, api_name="/training_status")
     assert status["state"] == "finished" and status["total_steps"] == 22
     assert [row["step"] for row in status["step_rows"]] == list(range(1, 23))
+    newer = client.predict(finished_run, 20, api_name="/training_status")   # a poller that has the rows up to 20
+    assert [row["step"] for row in newer["step_rows"]] == [21, 22] and newer["epoch_rows"] == status["epoch_rows"]
     assert [row["epoch"] for row in status["epoch_rows"]] == [1, 2]
     assert {"loss", "contrastive_accuracy", "train_probe_accuracy"} <= set(status["step_rows"][0])
     assert {"knn_accuracy", "probe_accuracy"} <= set(status["epoch_rows"][-1])
@@ -210,3 +212,11 @@ def test_stop_and_resume_while_another_client_keeps_working(server, client, fini
     done = wait_for_state(client, run_id, ("finished", "failed", "interrupted"))
     assert done["state"] == "finished", done["message"]
     assert [row["step"] for row in done["step_rows"]] == list(range(1, done["total_steps"] + 1))
+
+
+def test_the_start_from_hint_on_a_public_space_names_run_ids_not_server_paths():
+    from pages.train import SETTINGS, setting_control
+
+    assert "a run folder" in setting_control(SETTINGS["init"]).info
+    on_a_space = setting_control(SETTINGS["init"], public=True).info
+    assert "one of your runs (its id" in on_a_space and "folder" not in on_a_space and "file" not in on_a_space

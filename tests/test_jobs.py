@@ -1,6 +1,7 @@
 """The job manager without any UI: real training subprocesses on digits, kept tiny (about 2 minutes in all)."""
 import json
 import os
+import re
 import signal
 from datetime import datetime
 
@@ -117,6 +118,23 @@ def test_a_bad_sslcore_max_jobs_is_named_in_the_error(tmp_path, monkeypatch):
         JobManager(tmp_path / "runs", start_thread=False)
 
 
+@pytest.mark.parametrize("value, expected", [(None, 10), ("0", 0), ("19", 19)])
+def test_sslcore_train_nice_sets_the_training_processes_priority(tmp_path, monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("SSLCORE_TRAIN_NICE", raising=False)
+    else:
+        monkeypatch.setenv("SSLCORE_TRAIN_NICE", value)
+    assert JobManager(tmp_path / "runs", start_thread=False).nice == expected
+    assert JobManager(tmp_path / "runs", nice=3, start_thread=False).nice == 3, "the argument wins"
+
+
+@pytest.mark.parametrize("value, words", [("high", "whole number from 0"), ("25", "from 0 (the server's priority) to 19")])
+def test_a_bad_sslcore_train_nice_is_named_in_the_error(tmp_path, monkeypatch, value, words):
+    monkeypatch.setenv("SSLCORE_TRAIN_NICE", value)
+    with pytest.raises(ValueError, match=rf"SSLCORE_TRAIN_NICE must be .*{re.escape(words)}"):
+        JobManager(tmp_path / "runs", start_thread=False)
+
+
 # ---------------------------------------------------------------------------------------------- real runs
 
 
@@ -147,6 +165,9 @@ def test_stop_ends_within_a_step_and_resume_continues(manager):
     run_id = manager.start({**TINY, "epochs": 6})
     run = manager.existing_run(run_id)
     wait_until(lambda: len(run.steps()) >= 1, timeout=300, every=0.05, what="a first step")
+    # Below the server's priority (SSLCORE_TRAIN_NICE, 10 by default), so visitors' calls are answered first.
+    trainer = json.loads((run.path / "job.json").read_text())["pid"]
+    assert os.getpriority(os.PRIO_PROCESS, trainer) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + manager.nice)
     assert manager.stop(run_id)["state"] == "stopping"
     stopped = manager.wait(run_id, timeout=60)
     assert stopped["state"] == "stopped" and stopped["resumable"]
