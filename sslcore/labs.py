@@ -271,10 +271,13 @@ class Lab:
         if not text or not self.public or text.startswith("hf://"):
             return text or None
         try:
-            return str(self.existing_run(text).path)
+            run = self.existing_run(text)
         except ValueError:   # AccessError included: another visitor's run reads as absent
             raise AccessError("On this Space a run starts from a Hugging Face model (hf://OWNER/NAME) or from one of "
                               "your runs (its id from the run list): files on the server cannot be read.") from None
+        if not run.encoder_path.exists():   # said here, by its id: the check behind Start would name the server path
+            raise ValueError(f"Run {text} has no encoder yet: start from a run that finished or was stopped")
+        return str(run.path)
 
     def upload_folder(self, name: str) -> Path:
         name = name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else name

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection
@@ -47,6 +48,37 @@ class InitSource:
         return {"source": self.source, "revision": self.revision, **self.architecture, **self.trained}
 
 
+def check_source(source: str) -> None:
+    """Refuse, before a run is queued, a source that cannot work: a missing path, a folder that is not a run with an
+    encoder yet, a file that is not ``.keras``, a Hub name not written ``hf://OWNER/NAME``. Cheap (nothing is loaded
+    or downloaded): whether the model loads and fits is the training process's to find out (``resolve``)."""
+    text = str(source).strip()
+    if text.startswith("hf://"):
+        repo = text[len("hf://"):].partition("@")[0]
+        if not _HUB_REPO.match(repo):
+            raise ValueError(f"--init {text}: a Hub model is written hf://OWNER/NAME[@REVISION]")
+    elif os.path.isdir(text):
+        from sslcore.runs import RunDir
+
+        run = RunDir(text)
+        if not run.config_path.exists():
+            raise ValueError(f"--init {text}: not a run folder (no config.json); give {SOURCE_FORMS}")
+        if not run.encoder_path.exists():
+            raise ValueError(f"--init {text}: this run has no encoder.keras yet (it has not finished or stopped)")
+    elif os.path.isfile(text):
+        if not text.endswith(".keras"):
+            raise ValueError(f"--init {text}: not a Keras model file (.keras); give {SOURCE_FORMS}")
+    else:
+        raise FileNotFoundError(f"--init {text}: no such run folder or file{_hub_hint(text)}; give {SOURCE_FORMS}")
+
+
+_HUB_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _hub_hint(text: str) -> str:
+    return " (a Hub model is written hf://OWNER/NAME)" if text.count("/") == 1 and not text.startswith(".") else ""
+
+
 def resolve(source: str, *, token: str | None = None, endpoint: str | None = None,
             cache_dir: str | os.PathLike | None = None) -> InitSource:
     """Find and load the encoder ``source`` names, or raise an error that says which and why: FileNotFoundError for
@@ -73,8 +105,7 @@ def resolve(source: str, *, token: str | None = None, endpoint: str | None = Non
         path = Path(text)
         config = _read_config(path.parent / "config.json")   # an encoder.keras inside a run folder says more
     else:
-        hint = " (a Hub model is written hf://OWNER/NAME)" if text.count("/") == 1 and not text.startswith(".") else ""
-        raise FileNotFoundError(f"--init {text}: no such run folder or file{hint}; give {SOURCE_FORMS}")
+        raise FileNotFoundError(f"--init {text}: no such run folder or file{_hub_hint(text)}; give {SOURCE_FORMS}")
     model = _load(path, text)
     trained = {key: config[key] for key in ("method", "data", "epochs") if config and key in config}
     return InitSource(source=text, model=model, architecture=architecture_of(_inner_encoder(model, text)),

@@ -5,6 +5,7 @@ Every source is the session's tiny finished run (tests/conftest.py), or that run
 (tests/fake_hub.py); the runs trained here are a few steps of the same tiny settings.
 """
 import json
+import re
 import shutil
 
 import numpy as np
@@ -75,6 +76,31 @@ def test_a_missing_or_wrong_source_is_refused_before_any_training(tmp_path, caps
     assert cli.main(["train", "--init", str(not_a_model), "--out", str(out), "--no-progress"]) == 2
     assert "not a Keras model file" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_app_refuses_a_start_that_cannot_work_before_queueing_it(tmp_path, tiny_run):
+    from sslcore.jobs import JobManager
+
+    class QueueOnly(JobManager):   # queues and never trains: this is about what Start accepts
+        def _pump(self):
+            pass
+
+    jobs = QueueOnly(tmp_path / "runs", start_thread=False)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text("{}")
+    not_keras = tmp_path / "weights.h5"
+    not_keras.write_bytes(b"")
+    for source, words in [(tmp_path / "nowhere", "no such run folder or file"),
+                          (tmp_path, "not a run folder (no config.json)"),
+                          (unfinished, "has no encoder.keras yet"),
+                          (not_keras, "not a Keras model file (.keras)"),
+                          ("hf://alice", "hf://OWNER/NAME[@REVISION]")]:
+        with pytest.raises((ValueError, FileNotFoundError), match=re.escape(words)):
+            jobs.start({"data": "digits", "epochs": 1, "init": str(source)})
+    assert jobs.runs() == [], "nothing queued"
+    assert jobs.start({"data": "digits", "epochs": 1, "init": str(tiny_run)})   # a finished run is a start
+    assert jobs.start({"data": "digits", "epochs": 1, "init": "hf://alice/digits-simclr@main"})
 
 
 @pytest.mark.core
@@ -157,6 +183,12 @@ def test_an_unknown_or_private_hub_model_is_a_clear_error_before_any_training(pu
         cli.main(["train", "--init", "hf://alice/private-start", "--out", str(out), "--no-progress"])
     assert "private and no token was given" in capsys.readouterr().err
     assert not out.exists()
+    # With the owner's token the private model is a start; the token is nowhere in the run folder or the output.
+    assert cli.main(["train", "--init", "hf://alice/private-start", "--token", ALICE, "--max-steps", "1",
+                     "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert ALICE not in printed.out + printed.err
+    assert not [path for path in out.rglob("*") if path.is_file() and ALICE.encode() in path.read_bytes()]
 
 
 def test_an_empty_start_from_box_means_no_start():

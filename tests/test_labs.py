@@ -94,6 +94,10 @@ def test_a_run_starts_only_from_a_hub_model_or_a_run_the_visitor_may_see(labs):
     assert bob.runs() == []
     assert bob.resolve_init("hf://alice/digits-simclr") == "hf://alice/digits-simclr"
     assert bob.resolve_init("  ") is None
+    with pytest.raises(ValueError, match=f"Run {run_id} has no encoder yet") as refused:   # still queued
+        alice.resolve_init(run_id)
+    assert str(labs.root) not in str(refused.value), "no server path reaches a visitor"
+    labs.manager.run_dir(run_id).encoder_path.write_bytes(b"")
     assert alice.resolve_init(run_id) == str(labs.manager.run_dir(run_id).path)
 
 

@@ -15,6 +15,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-seconds", type=float, help="stop cleanly (with a checkpoint) before this many seconds")
     parser.add_argument("--max-steps", type=int, help="stop cleanly (with a checkpoint) after this many steps in this call")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--token", help="Hugging Face token for a private --init hf:// model (default: HF_TOKEN, then "
+                                        "`hf auth login`); never printed or written to the run folder")
 
 
 def run(args) -> dict:
@@ -60,7 +62,7 @@ def _train(args) -> dict:
     source = None
     if (config.init or "").strip() and not args.resume:
         # Before any data loads: a bad source fails at once, and settings not given become the source's.
-        source = pretrained.resolve(config.init)
+        source = pretrained.resolve(config.init, token=args.token)
         config = pretrained.adopt(config, source, given={name for name, value in given.items() if value is not None})
     callbacks = [] if args.no_progress else [ProgressBar()]
     trainer = Trainer(config, args.out, callbacks=callbacks, loading_progress=not args.no_progress,
@@ -101,6 +103,8 @@ class ProgressBar:
                            f"{info['total_steps']} steps planned", file=sys.stderr)
 
     def on_step_end(self, row):
+        if row.get("total_steps") and row["total_steps"] != self.bar.total:   # a budget run re-planned its length
+            self.bar.total = row["total_steps"]
         self.bar.update(row["step"] - self.bar.n)
         shown = {"loss": row["loss"], "acc": row["contrastive_accuracy"], "img/s": row["images_per_second"]}
         if "train_probe_accuracy" in row:
