@@ -91,10 +91,12 @@ def main() -> None:
         if args.budget_minutes is not None:
             recipe["budget_minutes"] = args.budget_minutes
         config = TrainConfig(**recipe)
+        load_before = os.getloadavg()[0]   # the machine is shared: how busy it was around the run
         started = time.perf_counter()
         trainer = Trainer(config, os.path.join(args.out, name), dataset=dataset)
         summary = trainer.fit(max_seconds=max_seconds)
         seconds = time.perf_counter() - started
+        load_after = os.getloadavg()[0]
         train_features, test_features = trainer.embed(dataset.train_images), trainer.embed(dataset.test_images)
         result = {
             "recipe": name, "settings": recipe, "train_seconds": round(seconds, 1),
@@ -102,6 +104,9 @@ def main() -> None:
             "images_seen": summary["global_step"] * config.batch_size, "max_minutes": args.max_minutes,
             "budget_minutes": args.budget_minutes,
             "budget_plan": trainer.plan.to_dict() if getattr(trainer, "plan", None) else None,
+            # The length the re-plans ended with (the first plan is budget_plan) and what they last estimated.
+            "budget_state": trainer.budget_state.to_dict() if getattr(trainer, "budget_state", None) else None,
+            "load_average_1min": [round(load_before, 2), round(load_after, 2)],
             "budget_error_percent": (round(100 * (seconds / (60 * args.budget_minutes) - 1), 2)
                                      if args.budget_minutes else None),
             "knn_accuracy": round(evaluate.knn_accuracy(train_features, dataset.train_labels, test_features,

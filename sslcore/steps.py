@@ -54,6 +54,11 @@ class TrainStep:
     def reload(self) -> None:
         """Take up values written into the Keras variables from outside the step (JAX keeps its own copy)."""
 
+    def assign(self, pairs) -> None:
+        """Give optimizer variables new values between two steps ((variable, value) pairs), in the step's copy too."""
+        for variable, value in pairs:
+            variable.assign(value)
+
 
 class JaxTrainStep(TrainStep):
     def __init__(self, model, optimizer, data: DeviceData, jit_compile=True, distribution=None):
@@ -120,6 +125,18 @@ class JaxTrainStep(TrainStep):
     def reload(self):
         """Take the Keras variables' values again (after a checkpoint was loaded into them)."""
         self.state = self._read_state()
+
+    def assign(self, pairs):
+        import jax.numpy as jnp
+
+        index = {id(variable): i for i, variable in enumerate(self.optimizer.variables)}
+        trainable_values, non_trainable_values, optimizer_values = self.state
+        optimizer_values = list(optimizer_values)
+        for variable, value in pairs:
+            variable.assign(value)   # a buffer of its own: the step donates those of its state
+            new = jnp.asarray(value, dtype=variable.dtype)
+            optimizer_values[index[id(variable)]] = self.placement.replicate(new) if self.placement else new
+        self.state = (trainable_values, non_trainable_values, optimizer_values)
 
 
 class TensorFlowTrainStep(TrainStep):

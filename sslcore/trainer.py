@@ -64,9 +64,14 @@ class Position:
     elapsed_seconds: float = 0.0
 
 
-def build_optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def build_optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int, *,
+                    replannable: bool = False) -> keras.optimizers.Optimizer:
+    """``replannable``: a budget run's schedule, whose length re-plans change (``budget.BudgetSchedule``: the same
+    rates as ``CosineDecay`` until then; its variables are the optimizer's, so checkpoints keep them)."""
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-    if config.schedule == "cosine":
+    if config.schedule == "cosine" and replannable:
+        learning_rate = budget.BudgetSchedule(config.learning_rate, warmup_steps, total_steps)
+    elif config.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
             decay_steps=max(1, total_steps - warmup_steps), alpha=0.0,
@@ -74,10 +79,15 @@ def build_optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int)
     else:
         learning_rate = config.learning_rate
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
-    return keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=config.weight_decay or None)
+        optimizer = keras.optimizers.Adam(learning_rate)
+    elif config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=config.weight_decay or None)
+    if isinstance(learning_rate, budget.BudgetSchedule):
+        for variable in learning_rate.variables:
+            optimizer._track_variable(variable)
+    return optimizer
 
 
 def set_random_seed(seed: int) -> None:
@@ -124,7 +134,9 @@ class Trainer:
         self.dataset = dataset
         self.model: SSLModel | None = None
         self.clock = clock
-        self.plan: budget.BudgetPlan | None = None   # a budget run's length, once planned
+        self.plan: budget.BudgetPlan | None = None   # a budget run's first plan (config.json's budget_plan)
+        self.budget_state: budget.BudgetState | None = None   # its length now and what re-plans depend on
+        self._budget_offset, self._budget_call_started = 0.0, 0.0   # budget time of earlier calls; this call's start
         self.init_source = init_source
 
     # -- set-up ---------------------------------------------------------------------------------------
@@ -198,29 +210,62 @@ class Trainer:
             with tempfile.TemporaryFile(dir=self.run.path) as handle:
                 np.savez(handle, *snapshot, *optimizer_values)
 
+        def export_once():   # what _finish saves at the end, into a folder thrown away
+            trial.sync()
+            with tempfile.TemporaryDirectory(dir=self.run.path) as folder:
+                self.save_models(Path(folder))
+
         measured = budget.measure(train_step, to_host, evaluate_once, checkpoint_once if self.run else None,
-                                  clock=self.clock, read_every=config.log_every_steps)
+                                  clock=self.clock, read_every=config.log_every_steps,
+                                  export=export_once if self.run else None)
         trial.sync()   # JAX: the variables hold live buffers again before they are overwritten
         for variable, value in zip(self.model.variables, snapshot):
             variable.assign(value)
+        warmup_steps = self._warmup_steps()
         plan = budget.plan(config.budget_minutes * 60, self.clock() - started, measured,
-                           steps_per_epoch=self.steps_per_epoch, batch_size=config.batch_size,
-                           warmup_steps=int(round(config.warmup_epochs * self.steps_per_epoch)))
-        self._apply_plan(plan)
+                           steps_per_epoch=self.steps_per_epoch, batch_size=config.batch_size, warmup_steps=warmup_steps)
+        self._apply_plan(plan, budget.BudgetState.start(plan, config.log_every_steps, self._budget_elapsed(),
+                                                        warmup_steps))
         if self.run:
             write_json_atomic(self.run.config_path, {**self.run.config(), "epochs": plan.epochs,
                                                      "budget_plan": plan.to_dict()})
 
-    def _apply_plan(self, plan: budget.BudgetPlan) -> None:
+    def _apply_plan(self, plan: budget.BudgetPlan, state: budget.BudgetState) -> None:
         """The run's length becomes the plan's: epochs, the schedules over the run, and a fresh optimizer for them
-        (its state is all zeros before the first step, and a resumed run restores it next)."""
+        (its state is all zeros before the first step, and a resumed run restores it and ``state`` next).
+
+        BYOL's and DINO's momentum schedule keeps the first plan's length (compiled steps bake it in; past it the
+        momentum stays at 1): only the learning rate's schedule follows re-plans."""
         self.plan = plan
-        self.config = dataclasses.replace(self.config, epochs=plan.epochs)
-        self.total_steps = plan.steps
         self.model.method.total_steps = plan.steps
         with self.distribution.scope() if self.distribution else contextlib.nullcontext():
-            self.optimizer = build_optimizer(self.config, self.total_steps, self.steps_per_epoch)
+            self.optimizer = build_optimizer(self.config, state.total_steps, self.steps_per_epoch, replannable=True)
             self.optimizer.build(self.model.trainable_variables)
+        self._set_budget_state(state)
+
+    def _set_budget_state(self, state: budget.BudgetState) -> None:
+        self.budget_state = state
+        self.total_steps = state.total_steps
+        self.config = dataclasses.replace(self.config, epochs=max(1, math.ceil(state.total_steps / self.steps_per_epoch)))
+
+    def _warmup_steps(self) -> int:
+        return int(round(self.config.warmup_epochs * self.steps_per_epoch))
+
+    def _budget_elapsed(self) -> float:
+        """Budget time spent: earlier calls' (to their last checkpoint) and this call's, on the budget's clock."""
+        return self._budget_offset + self.clock() - self._budget_call_started
+
+    def _replan(self) -> None:
+        """Set the run's length again from its measured speed and the time left (``budget.replan``); a changed
+        length goes into the schedule's variables, in the step's own copy too (JAX's)."""
+        position, state = self.position, self.budget_state
+        new = budget.replan(state, budget_seconds=self.plan.budget_seconds, elapsed=self._budget_elapsed(),
+                            global_step=position.global_step, step_in_epoch=position.step_in_epoch,
+                            steps_per_epoch=self.steps_per_epoch, warmup_steps=self._warmup_steps())
+        schedule = self.optimizer._learning_rate
+        if new.total_steps != state.total_steps and isinstance(schedule, budget.BudgetSchedule):
+            self._train_step.assign(schedule.values(new))
+        self._set_budget_state(new)
 
     def _epoch_order(self, epoch: int) -> tuple[np.ndarray, np.random.Generator]:
         """The epoch's image order and the generator of its probe batches, both from the seed and the epoch alone, so
@@ -252,6 +297,9 @@ class Trainer:
         for variable, value in zip(self.optimizer.variables, optimizer_values):
             variable.assign(value)
         self.position = Position(**state["position"])
+        if self.plan is not None and "budget" in state:   # the length and re-plan state when it was written
+            self._set_budget_state(budget.BudgetState.from_dict(state["budget"]))
+            self._budget_offset = self.budget_state.elapsed_seconds
         if self.run:
             self.run.truncate_rows(state["epoch_rows"], state["step_rows"])
 
@@ -277,7 +325,8 @@ class Trainer:
             raise
 
     def _fit(self, resume, stop, max_seconds, max_steps, export_on_stop) -> dict:
-        budget_started = self.clock()
+        budget_started = self._budget_call_started = self.clock()
+        self._budget_offset = 0.0
         started = time.perf_counter()
         if self.model is None:
             self.prepare(init=not resume)
@@ -293,7 +342,9 @@ class Trainer:
                 if checkpoint is None:
                     raise FileNotFoundError(f"{run.path} has no checkpoint to resume from")
                 if config.budget_minutes is not None:   # the plan it made when it began, exactly: no timing again
-                    self._apply_plan(budget.recorded_plan(run.config(), str(run.path)))
+                    plan = budget.recorded_plan(run.config(), str(run.path))   # and restore() its state now
+                    self._apply_plan(plan, budget.BudgetState.start(plan, config.log_every_steps, 0.0,
+                                                                    self._warmup_steps()))
                 self.restore(checkpoint)
             else:
                 started_from = {"init_source": self.init_source.record()} if self.init_source else {}
@@ -303,8 +354,14 @@ class Trainer:
         if config.budget_minutes is not None and self.plan is None:
             self._plan_budget(device_data, budget_started)
             config = self.config   # with the planned epochs
-        step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile, self.distribution)
+        step = self._train_step = make_train_step(self.model, self.optimizer, device_data, config.jit_compile,
+                                                  self.distribution)
         position = self.position
+        if resume and self.budget_state is not None:
+            # This call's start-up (loading, building) and its step's compilation are budget time, not step time.
+            state = self.budget_state
+            self.budget_state = dataclasses.replace(state, window_overhead=state.window_overhead + self._budget_elapsed()
+                                                    - state.elapsed_seconds + self.plan.throughput.compile_seconds)
         # A step budget cuts a run at a known step, where a time budget cuts it wherever the clock says.
         last_step = None if max_steps is None else position.global_step + max_steps
         info = {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch, "epochs": config.epochs,
@@ -320,7 +377,7 @@ class Trainer:
         stop_reason, step_seconds = None, None
         # A time stop leaves room for the export too when this stop exports (a chunk's time slice does not).
         save_margin = 1.0 + (EXPORT_MARGIN_SECONDS if "time" in export_on_stop else 0.0)
-        while position.epoch < config.epochs and stop_reason is None:
+        while position.epoch < self.config.epochs and stop_reason is None:   # re-plans change the epochs
             order, probe_rng = self._epoch_order(position.epoch)
             epoch_started = time.perf_counter() - position.epoch_seconds
             epoch_steps = self._epoch_steps(position.epoch)
@@ -334,9 +391,16 @@ class Trainer:
                 position.step_in_epoch += 1
                 position.global_step += 1
                 pending.append((position.global_step, metrics))
-                if len(pending) >= config.log_every_steps or position.step_in_epoch == epoch_steps:
+                # A budget run re-plans every few steps (at fixed steps, so a resumed run re-plans at the same ones),
+                # after reading the metrics: only a read says the device has done the steps being timed.
+                replan = (self.budget_state is not None and position.step_in_epoch < epoch_steps
+                          and position.global_step % self.budget_state.replan_every == 0)
+                if len(pending) >= config.log_every_steps or position.step_in_epoch == epoch_steps or replan:
                     self._flush(pending, epoch_started)
                     pending = []
+                if replan:
+                    self._replan()
+                    epoch_steps = self._epoch_steps(position.epoch)
                 step_seconds = time.perf_counter() - step_started
             self._flush(pending, epoch_started)
             pending = []
@@ -395,9 +459,11 @@ class Trainer:
                     "epochs": self.config.epochs, "images_per_second": images_per_second,
                     "eta_seconds": remaining * self.config.batch_size / max(images_per_second, 1e-9)}
         if self.plan:   # what the progress bar and the app show against the budget
-            progress["budget_left_seconds"] = self.plan.budget_seconds - self._elapsed()
+            progress["budget_left_seconds"] = self.plan.budget_seconds - self._budget_elapsed()
         for row in rows:
             row["learning_rate"] = self._learning_rate(row["step"])
+            if self.budget_state is not None:   # the length this step was trained with (re-plans change it)
+                row["planned_steps"] = self.total_steps
         if self.run:
             self.run.append_rows("steps", rows)
             self._status("running", "training", **progress)
@@ -408,6 +474,8 @@ class Trainer:
     def _learning_rate(self, step: int) -> float:
         """The rate the optimizer used at ``step`` (1-based), from the schedule, without touching the device."""
         schedule = self.optimizer._learning_rate
+        if isinstance(schedule, budget.BudgetSchedule):   # from the state: JAX's step may hold the variables' buffers
+            return schedule.rate(self.budget_state, step - 1)
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             return float(keras.ops.convert_to_numpy(schedule(step - 1)))
         return self.config.learning_rate
@@ -415,21 +483,29 @@ class Trainer:
     def _end_epoch(self) -> None:
         position, config = self.position, self.config
         steps = position.step_in_epoch   # a budget run's last epoch may be partial
-        eval_started = time.perf_counter()
+        eval_started, eval_clock = time.perf_counter(), self.clock()
         row = {"epoch": position.epoch + 1, "step": position.global_step}
         row.update({name: total / steps for name, total in position.epoch_sums.items()})
         row.update(self.evaluate())
+        if self.budget_state is not None:   # what the next epochs' ends will cost, and not step time
+            seconds = self.clock() - eval_clock
+            self.budget_state = dataclasses.replace(self.budget_state, eval_seconds=seconds,
+                                                    window_overhead=self.budget_state.window_overhead + seconds)
         row["images_per_second"] = steps * config.batch_size / max(position.epoch_seconds, 1e-9)
         row["seconds"] = position.epoch_seconds
         row["eval_seconds"] = time.perf_counter() - eval_started
         row["elapsed_seconds"] = position.elapsed_seconds + row["eval_seconds"]
         position.elapsed_seconds = row["elapsed_seconds"]
-        if self.plan:
-            row.update(self.plan.row())
         position.epoch += 1
         position.step_in_epoch = 0
         position.epoch_sums = {}
         position.epoch_seconds = 0.0
+        if self.budget_state is not None:
+            if position.global_step < self.total_steps:   # every epoch's end re-plans, but the last one's
+                self._replan()
+            # The plan now (re-plans change it) and the first one.
+            row.update({"planned_epochs": self.config.epochs, "planned_steps": self.total_steps,
+                        "planned_images": self.total_steps * config.batch_size, **self.budget_state.row()})
         self.last_epoch = row
         if self.run:
             self.run.append_rows("epochs", [row])
@@ -473,9 +549,16 @@ class Trainer:
     def _checkpoint(self) -> None:
         position = self.position
         state = {"position": position.__dict__, "epoch_rows": len(self.run.epochs()), "step_rows": len(self.run.steps())}
+        if self.budget_state is not None:   # a resumed run re-plans from here as this one goes on to
+            state["budget"] = dataclasses.replace(self.budget_state, elapsed_seconds=self._budget_elapsed()).to_dict()
+        written = self.clock()
         self.run.save_checkpoint(position.global_step, [keras.ops.convert_to_numpy(v) for v in self.model.variables],
                                  [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables], state,
                                  keep=self.config.keep_checkpoints)
+        if self.budget_state is not None:   # the next epochs' checkpoints cost as much, and it was not step time
+            seconds = self.clock() - written
+            self.budget_state = dataclasses.replace(self.budget_state, checkpoint_seconds=seconds,
+                                                    window_overhead=self.budget_state.window_overhead + seconds)
 
     def _finish(self, stop_reason: str | None, export: bool = False) -> dict:
         stopped_early = stop_reason is not None
@@ -530,11 +613,15 @@ class Trainer:
             standardize.moving_mean.assign(kept[0])
             standardize.moving_variance.assign(kept[1])
 
-    def save_models(self) -> None:
-        self.model.feature_extractor().save(self.run.encoder_path)
+    def save_models(self, folder: Path | None = None) -> None:
+        """encoder.keras and classifier.keras into the run folder (or ``folder``, with the same names)."""
+        encoder_path, classifier_path = self.run.encoder_path, self.run.classifier_path
+        if folder is not None:
+            encoder_path, classifier_path = folder / encoder_path.name, folder / classifier_path.name
+        self.model.feature_extractor().save(encoder_path)
         classifier = self.model.classifier()
         if classifier is not None:
-            classifier.save(self.run.classifier_path)
+            classifier.save(classifier_path)
 
     def _status(self, state: str, message: str, **progress) -> None:
         if self.run:
