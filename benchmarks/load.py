@@ -1,7 +1,7 @@
 """A crowd on one server: N simulated visitors (gradio_client, one thread and one Client each) for S seconds while a
 run trains (digits, small settings). Prints one JSON line: calls, failures, p50/p95 per endpoint, the run's
-images/s under load against the same run just before (no load), a Stop of the training run under load, and the
-server's peak memory.
+images/s under load against the same run alone just before and just after (the visitors rest meanwhile, so drift in
+the machine's speed counts on both sides), a Stop of the training run under load, and the server's peak memory.
 
 Each visitor arrives as a browser does (its first call is the default preview: digits, seed 0, what every new
 visitor's page asks for), then loops: the run's status (polled as a script should: the first call gets every row,
@@ -127,8 +127,8 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 3)
 
 
-def visitor(url: str, run_id: str, stopped_id: str, think: float, until: threading.Event, seed: int,
-            records: list, errors: list) -> None:
+def visitor(url: str, run_id: str, stopped_id: str, think: float, until: threading.Event, resting: threading.Event,
+            seed: int, records: list, errors: list) -> None:
     rng = random.Random(seed)
 
     def call(endpoint, *args, **kwargs):
@@ -153,6 +153,9 @@ def visitor(url: str, run_id: str, stopped_id: str, think: float, until: threadi
     call("/preview", **DEFAULT_PREVIEW)                         # what the page asks for on arrival
     last_step = -1                                              # a poller asks only for the step rows it lacks
     while not until.is_set():
+        if resting.is_set():          # the run is being timed alone again
+            until.wait(0.2)
+            continue
         status = call("/training_status", run_id, last_step)
         if status and status["step_rows"]:
             last_step = status["step_rows"][-1]["step"]
@@ -170,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--visitors", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--baseline", type=float, default=30, help="seconds of training measured without load first")
+    parser.add_argument("--baseline", type=float, default=30, help="seconds of training timed alone, before and after the load")
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds a visitor waits between calls")
     parser.add_argument("--in-process", action="store_true")
     args = parser.parse_args()
@@ -189,16 +192,22 @@ def main() -> None:
         time.sleep(5)                                                                # past compilation
         baseline = images_per_second(runs, run_id, args.baseline)
 
-        records, errors, until = [], [], threading.Event()
-        threads = [threading.Thread(target=visitor, args=(server.url, run_id, stopped_id, args.think, until, i,
-                                                          records, errors), daemon=True)
+        records, errors, until, resting = [], [], threading.Event(), threading.Event()
+        threads = [threading.Thread(target=visitor, args=(server.url, run_id, stopped_id, args.think, until, resting,
+                                                          i, records, errors), daemon=True)
                    for i in range(args.visitors)]
         first_step, load_started = steps_done(runs, run_id), time.perf_counter()
         for thread in threads:
             thread.start()
         time.sleep(args.seconds)
         loaded = (steps_done(runs, run_id) - first_step) * RUN["batch_size"] / (time.perf_counter() - load_started)
-        stop_started = time.perf_counter()                  # the visitors are still calling
+        # Alone again, so that a machine whose speed drifted during the load counts on both sides of the ratio.
+        resting.set()
+        time.sleep(5)                                       # calls in flight end
+        after = images_per_second(runs, run_id, args.baseline)
+        resting.clear()
+        time.sleep(5)                                       # the visitors are calling again
+        stop_started = time.perf_counter()
         owner.predict(run_id, api_name="/stop_training")
         stop_call = time.perf_counter() - stop_started
         stopped = wait_for(owner, run_id, ("stopped", "finished", "failed", "interrupted"), timeout=120)
@@ -224,8 +233,10 @@ def main() -> None:
         "visitors": args.visitors, "seconds": args.seconds, "think_s": args.think,
         "calls": sum(len(rows) for name, rows in by_endpoint.items() if name != "connect"),
         "failed": sum(not ok for _, _, ok in records), "errors": sorted(set(errors))[:10], "endpoints": endpoints,
-        "run": {**RUN, "images_per_second_alone": round(baseline, 1), "images_per_second_under_load": round(loaded, 1),
-                "kept": round(loaded / baseline, 3) if baseline else None, "baseline_s": args.baseline},
+        "run": {**RUN, "images_per_second_alone": [round(baseline, 1), round(after, 1)],
+                "images_per_second_under_load": round(loaded, 1),
+                "kept": round(2 * loaded / (baseline + after), 3) if baseline + after else None,
+                "alone_s": args.baseline},
         "stop_under_load": {"call_s": round(stop_call, 3), "until_stopped_s": round(stop_done, 2),
                             "state": stopped["state"]},
         "server_peak_rss_mb": peak, "cpu_cores": os.cpu_count(), "train_nice": nice_from_env(),
