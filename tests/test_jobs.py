@@ -3,6 +3,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 import sslcore  # noqa: F401  (chooses the Keras backend before keras is imported)
 from sslcore.config import TrainConfig
 from sslcore.jobs import JobManager, config_from_settings, new_run_id
-from tests.helpers import wait_until
+from tests.helpers import ROOT, wait_until
 
 TINY = {"epochs": 2, "batch_size": 128, "image_size": 32}
 
@@ -211,6 +213,51 @@ def test_a_killed_process_shows_as_interrupted_and_resumes(manager):
     done = manager.wait(run_id, timeout=300)
     assert done["state"] == "finished", done["message"]
     assert len(manager.history(run_id)["epochs"]) == 8
+
+
+# The app's side of a server killed with SIGKILL: a JobManager in a process of its own starts a run, then dies.
+KILLED_SERVER = """
+import sys, time
+from sslcore.jobs import JobManager
+jobs = JobManager(sys.argv[1], max_jobs=1, poll_seconds=0.2)
+print(jobs.start({"epochs": 4, "batch_size": 128, "image_size": 32}), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_server_killed_with_sigkill_leaves_its_run_training_and_a_new_one_stops_and_resumes_it(tmp_path):
+    runs = tmp_path / "runs"
+    server = subprocess.Popen([sys.executable, "-c", KILLED_SERVER, str(runs)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        run_id = server.stdout.readline().strip()
+        assert run_id, "the server process started a run"
+        first = JobManager(runs, max_jobs=1, start_thread=False)   # reads the folder only, like a second tab's server
+        run = first.existing_run(run_id)
+        wait_until(lambda: len(run.steps()) >= 2, timeout=300, every=0.1, what="the run's first steps")
+    finally:
+        server.kill()
+        server.wait()
+    steps_when_killed = len(run.steps())
+    wait_until(lambda: len(run.steps()) > steps_when_killed + 2, timeout=60, every=0.1,
+               what="steps after the server died")
+
+    restarted = JobManager(runs, max_jobs=1, poll_seconds=0.2)   # the restarted server re-attaches
+    try:
+        assert restarted.status(run_id)["state"] == "running"
+        other = restarted.start({**TINY, "epochs": 1})
+        assert restarted.status(other)["state"] == "queued", "the adopted run keeps its slot"
+        assert restarted.stop(other)["state"] == "stopped"
+        restarted.stop(run_id)
+        stopped = restarted.wait(run_id, timeout=60)
+        assert stopped["state"] == "stopped" and stopped["resumable"], stopped["message"]
+        restarted.resume(run_id)
+        done = restarted.wait(run_id, timeout=300)
+        assert done["state"] == "finished", done["message"]
+        assert [row["step"] for row in run.steps()] == list(range(1, done["total_steps"] + 1))
+    finally:
+        restarted.shutdown(stop_running=True)
 
 
 @pytest.mark.slow
