@@ -5,6 +5,9 @@
                                         colourised), and the share of 1,000 held-out images flagged after each edit
     audit_quality.py content RUN        outliers by content: 250 held-out cats and dogs with 10 held-out trucks, all
                                         32 px; share of the trucks in the top 20 of each score, mean over 20 draws
+    audit_quality.py signals RUN        the same folder: more signals (views averaged, per-image loss of its views,
+                                        layers concatenated, distance from the mean, anti-hubs, rank averages) and
+                                        how separable the trucks are with labels (issue 16)
 
 Each prints one JSON line. CIFAR-10 comes from ../shared/data/cifar10_train_jpeg.npz (``audit_cifar.cifar``).
 """
@@ -170,6 +173,124 @@ def content_step(args) -> dict:
                                  for name, v in recalls.items()}}
 
 
+def view_embeddings(encoder, images: np.ndarray, preset: str, views: int = 8, seed: int = 0) -> np.ndarray:
+    """(N, views, D): the encoder's embedding of ``views`` random augmented views of each image (``preset``)."""
+    import keras
+
+    from sslcore.augment import augment, augment_config
+    from sslcore.export import embed
+
+    generator, config = keras.random.SeedGenerator(seed), augment_config(preset)
+    out = []
+    for _ in range(views):
+        drawn = [keras.ops.convert_to_numpy(augment(images[s:s + 500].astype(np.float32) / 255, config, generator))
+                 for s in range(0, len(images), 500)]
+        out.append(embed(encoder, np.concatenate(drawn) * 255, flip_average=False))
+    return np.stack(out, axis=1)
+
+
+def view_loss(views: np.ndarray, temperature: float = 0.2) -> np.ndarray:
+    """Per image, SimCLR's loss of its views: each view against the image's other views, among all views of the
+    folder (mean over its views). High: the model finds the image hard to match with its own views."""
+    n, count, _ = views.shape
+    unit = (views / np.linalg.norm(views, axis=2, keepdims=True)).reshape(n * count, -1)
+    logits = unit @ unit.T / temperature
+    np.fill_diagonal(logits, -np.inf)
+    top = logits.max(axis=1, keepdims=True)
+    log_sum = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+    owner = np.repeat(np.arange(n), count)
+    same = owner[:, None] == owner[None, :]
+    np.fill_diagonal(same, False)
+    positive = np.where(same, logits, 0).sum(axis=1) / (count - 1)
+    return (log_sum - positive).reshape(n, count).mean(axis=1)
+
+
+def signals_step(args) -> dict:
+    """More content-outlier signals on the folder of ``content`` (issue 16): each alone, rank-averaged, and how
+    separable the trucks are at all (supervised, an upper bound no outlier score reaches)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    from sslcore import audit
+    from sslcore.evaluate import normalize_rows
+    from sslcore.export import embed, load_encoder
+
+    images, labels, classes, held_out = cifar()
+    pool = np.flatnonzero(held_out & np.isin(labels, [classes.index(c) for c in ("cat", "dog", "truck")]))
+    encoder = load_encoder(args.run)
+    x = images[pool]
+    features = {"embedding": embed(encoder, x, flip_average=True), **layer_features(encoder, x),
+                "colour": colour_statistics(x), "texture": texture_statistics(x)}
+    views = {preset: view_embeddings(encoder, x, preset) for preset in ("weak", "strong")}
+    is_truck = labels[pool] == classes.index("truck")
+    result = {"folder": "125 cats + 125 dogs + 10 trucks, held out, 32 px", "draws": args.draws,
+              "supervised_auroc_all_3000": {}}
+    for name in ("embedding", "conv3", "conv4", "colour", "texture"):
+        values = features[name]
+        values = normalize_rows(values) if name not in ("colour", "texture") else \
+            (values - values.mean(0)) / np.maximum(values.std(0), 1e-6)
+        predicted = cross_val_predict(LogisticRegression(max_iter=2000), values, is_truck, cv=5, method="predict_proba")
+        result["supervised_auroc_all_3000"][name] = round(float(roc_auc_score(is_truck, predicted[:, 1])), 3)
+
+    def knn(values, k=10, standardise=False):
+        if standardise:
+            values = (values - values.mean(0)) / np.maximum(values.std(0), 1e-6)
+        return audit.outlier_scores(audit.neighbours(normalize_rows(values), k)[1], k)
+
+    def rank(score):
+        return np.argsort(np.argsort(score, kind="stable")) / (len(score) - 1)
+
+    def centroid(values):
+        unit = normalize_rows(values)
+        mean = unit.mean(0)
+        return -(unit @ mean) / np.linalg.norm(mean)
+
+    recalls: dict[str, list[float]] = {}
+    truck_neighbours, auroc = [], []
+    for seed in range(args.draws):
+        rng = np.random.default_rng(seed)
+        chosen = np.concatenate([rng.choice(np.flatnonzero(labels[pool] == classes.index(name)), count, replace=False)
+                                 for name, count in (("cat", 125), ("dog", 125), ("truck", 10))])
+        truck = is_truck[chosen]
+        f = {name: values[chosen] for name, values in features.items()}
+        v = {preset: values[chosen] for preset, values in views.items()}
+        nearest, similarity = audit.neighbours(normalize_rows(f["embedding"]), 10)
+        truck_neighbours.append(float(truck[nearest[truck]].mean()))
+        auroc.append(float(roc_auc_score(truck, audit.outlier_scores(similarity, 10))))
+        layers = [normalize_rows(f[name]) for name in ("conv1", "conv2", "conv3", "conv4")] + [normalize_rows(f["embedding"])]
+        scores = {
+            "embedding (k=10)": knn(f["embedding"]), "embedding (k=40)": knn(f["embedding"], 40),
+            "embedding (k=80)": knn(f["embedding"], 80),
+            "conv4 map (k=40)": knn(f["conv4"], 40),
+            "embedding averaged over 8 weak views (k=40)": knn(v["weak"].mean(1), 40),
+            "embedding averaged over 8 strong views (k=40)": knn(v["strong"].mean(1), 40),
+            "per-image loss of its 8 strong views (hard to match first)": view_loss(v["strong"]),
+            "per-image loss of its 8 strong views (easiest to match first)": -view_loss(v["strong"]),
+            "all layers and the embedding, concatenated (k=10)": knn(np.concatenate(layers, 1)),
+            "distance from the folder's mean embedding": centroid(f["embedding"]),
+            "anti-hub: fewest appearances among others' 10 nearest": -np.bincount(
+                nearest.ravel(), minlength=len(chosen)).astype(float),
+        }
+        scores["rank average: embedding k=40 + conv4 k=40"] = rank(scores["embedding (k=40)"]) + rank(scores["conv4 map (k=40)"])
+        scores["rank average: embedding k=40 + colour + texture"] = (
+            rank(scores["embedding (k=40)"]) + rank(knn(f["colour"], standardise=True)) + rank(knn(f["texture"], standardise=True)))
+        scores["rank average: embedding k=40 + strong views k=40 + per-image loss (hard first)"] = (
+            rank(scores["embedding (k=40)"]) + rank(scores["embedding averaged over 8 strong views (k=40)"])
+            + rank(scores["per-image loss of its 8 strong views (hard to match first)"]))
+        scores["rank average: embedding k=40 + conv4 k=40 + distance from the mean"] = (
+            rank(scores["embedding (k=40)"]) + rank(scores["conv4 map (k=40)"])
+            + rank(scores["distance from the folder's mean embedding"]))
+        for name, score in scores.items():
+            top = np.argsort(-score, kind="stable")[:20]
+            recalls.setdefault(name, []).append(float(truck[top].sum() / truck.sum()))
+    result["share_of_a_trucks_10_nearest_that_are_trucks"] = round(float(np.mean(truck_neighbours)), 3)
+    result["auroc_embedding_knn10"] = round(float(np.mean(auroc)), 3)
+    result["trucks_in_top_20"] = {name: {"mean": round(float(np.mean(v)), 3), "sd": round(float(np.std(v)), 3)}
+                                  for name, v in recalls.items()}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
@@ -177,8 +298,11 @@ def main() -> None:
     step = steps.add_parser("content")
     step.add_argument("run")
     step.add_argument("--draws", type=int, default=20)
+    step = steps.add_parser("signals")
+    step.add_argument("run")
+    step.add_argument("--draws", type=int, default=20)
     args = parser.parse_args()
-    result = {"quality": quality_step, "content": content_step}[args.step](args)
+    result = {"quality": quality_step, "content": content_step, "signals": signals_step}[args.step](args)
     print(json.dumps({"step": args.step, **result}), flush=True)
 
 

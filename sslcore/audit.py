@@ -29,7 +29,9 @@ edit a briefly trained encoder learns (docs/audit.md):
    folder), once on ``low_level_features`` (an early feature map, average-pooled). Each score is put in median
    absolute deviations from its median (``robust_z``) and the two are added. The encoder's output was trained to
    ignore colour and texture, so alone it placed random noise 6,072nd of 10,005 CIFAR-10 images and a checkerboard
-   290th; with the low-level score they rank 175th and 4th (docs/audit.md). Most outlying first.
+   290th; with the low-level score they rank 175th and 4th (docs/audit.md). Images whose file is flagged for an odd
+   size or aspect ratio (``GEOMETRY_CHECKS``), which decoding hides from both, come first (``with_geometry``).
+   Most outlying first.
 4. **Quality issues** (``sslcore.quality``): a score per image for each check, on the decoded images and the files'
    own sizes, flagged under the check's threshold; ``issues.csv``.
 
@@ -84,6 +86,11 @@ PIXEL_CANDIDATES = 10
 ALIGNED_AT_THRESHOLD = 0.98
 # The early feature map outliers are also judged on is the first at 1/LOW_LEVEL_REDUCTION of the input's side.
 LOW_LEVEL_REDUCTION = 4
+
+# File-geometry checks (``sslcore.quality``) whose flagged images head the outlier list: decoding scales every image to
+# the run's square, so neither feature space sees an odd size or shape. On a folder of 250 cats and dogs with 10 small
+# trucks blown up to an odd size, the two feature spaces ranked 1–2 of the 10 in the top 20 (docs/audit.md).
+GEOMETRY_CHECKS = ("odd_size", "odd_aspect_ratio")
 
 # The edits users mean by "near-duplicate"; the tests and benchmarks/audit_cifar.py measure the audit on them.
 EDITS = ("crop", "resize", "jpeg", "flip", "brightness")
@@ -278,6 +285,26 @@ def combined_outlier_scores(views: list[np.ndarray], k: int) -> np.ndarray:
     return sum(robust_z(outlier_scores(neighbours(evaluate.normalize_rows(view), k)[1], k)) for view in views)
 
 
+def with_geometry(scores: np.ndarray, quality_scores: dict[str, np.ndarray]) -> np.ndarray:
+    """``scores`` with the images a ``GEOMETRY_CHECKS`` check flags lifted above every other image: such an image
+    scores the highest unflagged score plus its oddness, the sum over the checks that flag it of
+    1 + log2(threshold / its score) (a file 4 × smaller than the flag's limit adds 3), so the oddest comes first."""
+    scores = np.asarray(scores, np.float64)
+    oddness = np.zeros(len(scores))
+    for check in GEOMETRY_CHECKS:
+        values = np.asarray(quality_scores.get(check, np.ones(len(scores))), np.float64)
+        limit = quality.THRESHOLDS[check]
+        flagged = values < limit
+        oddness[flagged] += 1.0 + np.log2(limit / np.maximum(values[flagged], 1e-6))
+    flagged = oddness > 0
+    if not flagged.any():
+        return scores
+    top = float(scores[~flagged].max()) if (~flagged).any() else 0.0
+    lifted = scores.copy()
+    lifted[flagged] = top + oddness[flagged]
+    return lifted
+
+
 # ---------------------------------------------------------------------------------------------- low-level statistics
 
 
@@ -377,12 +404,13 @@ def audit_folder(run, data, out=None, *, threshold: float = DEFAULT_THRESHOLD, n
     low_level = low_level_features(load_encoder(run), embedded.folder.images)
     timings["low_level_embed"] = time.perf_counter() - started
     started = time.perf_counter()
-    scores = combined_outlier_scores([embedded.features, low_level], neighbors)
+    quality_scores = quality.quality_scores(images, quality.original_sizes(root, paths))
+    issues = quality.flagged(paths, quality_scores)
+    timings["quality"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = with_geometry(combined_outlier_scores([embedded.features, low_level], neighbors), quality_scores)
     timings["outlier_search"] = time.perf_counter() - started
     order = np.argsort(-scores, kind="stable")
-    started = time.perf_counter()
-    issues = quality.flagged(paths, quality.quality_scores(images, quality.original_sizes(root, paths)))
-    timings["quality"] = time.perf_counter() - started
     report = AuditReport(
         root=root, images=len(paths), threshold=float(threshold),
         duplicates=exact + [pair for pair in candidates if pair.similarity >= threshold], candidates=candidates,

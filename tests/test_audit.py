@@ -170,6 +170,31 @@ def test_combined_outlier_score_adds_robust_z_scores():
     assert audit.robust_z(np.array([1.0, 2.0, 3.0, 10.0])) == pytest.approx([-1.5, -0.5, 0.5, 7.5])
 
 
+def test_with_geometry_lifts_files_of_odd_size_or_shape_above_every_other_image():
+    scores = np.array([5.0, 1.0, 0.0, 2.0])
+    geometry = {"odd_size": np.array([1.0, 0.1, 1.0, 1.0]), "odd_aspect_ratio": np.array([1.0, 1.0, 0.4, 1.0])}
+    lifted = audit.with_geometry(scores, geometry)
+    assert lifted[1] == pytest.approx(5 + 1 + np.log2(0.25 / 0.1)) and lifted[2] == pytest.approx(5 + 1 + np.log2(0.5 / 0.4))
+    assert list(np.argsort(-lifted)) == [1, 2, 0, 3]
+    assert (audit.with_geometry(scores, {"odd_size": np.ones(4)}) == scores).all()
+
+
+def test_a_small_or_stretched_file_heads_the_outliers(audited, tmp_path):
+    """Decoding makes every image the run's square, so a digit saved at 12 px among 64 px files, or stretched to
+    2.5 : 1, is just another digit to both feature spaces (without the file's geometry they ranked 31st and 20th of
+    62, measured); the odd_size and odd_aspect_ratio checks put them first."""
+    _, run, *_ = audited
+    pictures, _ = digit_pictures(62, offset=1000)
+    root = tmp_path / "photos"
+    root.mkdir()
+    for index, picture in enumerate(pictures[:-2]):
+        save(picture, root / f"digit_{index:03d}.png")
+    Image.fromarray(pictures[-2]).resize((12, 12), Image.Resampling.BOX).save(root / "small.png")
+    Image.fromarray(pictures[-1]).resize((SIZE * 5 // 2, SIZE), Image.Resampling.BICUBIC).save(root / "wide.png")
+    report = audit.audit_folder(run, f"folder:{root}")
+    assert {path for path, _ in report.outliers[:2]} == {"small.png", "wide.png"}, report.outliers[:5]
+
+
 def test_unreadable_file_is_listed_with_its_reason_and_the_gif_is_read(audited):
     *_, report, out, _ = audited
     rows = read_csv(out / "unreadable.csv")
