@@ -85,6 +85,7 @@ def resolve(source: str, *, token: str | None = None, endpoint: str | None = Non
     a missing path, ValueError for something that is not an sslcore encoder, ``hub.HubError`` for the Hub's refusals
     (an unknown repo, a private one without a token, no connection)."""
     text = str(source).strip()
+    check_source(text)   # the same refusals as at Start: a missing path, an unfinished run, a bad hf:// name
     revision, config = None, None
     if text.startswith("hf://"):
         from sslcore import hub
@@ -101,11 +102,9 @@ def resolve(source: str, *, token: str | None = None, endpoint: str | None = Non
         except ValueError as error:   # not a run folder, or a run without an encoder yet
             raise ValueError(f"--init {text}: {error}") from None
         path, config = run.dir.encoder_path, run.config
-    elif os.path.isfile(text):
+    else:   # a .keras file (check_source)
         path = Path(text)
         config = _read_config(path.parent / "config.json")   # an encoder.keras inside a run folder says more
-    else:
-        raise FileNotFoundError(f"--init {text}: no such run folder or file{_hub_hint(text)}; give {SOURCE_FORMS}")
     model = _load(path, text)
     trained = {key: config[key] for key in ("method", "data", "epochs") if config and key in config}
     return InitSource(source=text, model=model, architecture=architecture_of(_inner_encoder(model, text)),

@@ -81,7 +81,8 @@ class _JsonlRows:
                 self._files.pop(path, None)   # removed (a run started over): a file made here later is new
             return []
         with handle, self._lock:
-            inode, size = os.fstat(handle.fileno()).st_ino, os.fstat(handle.fileno()).st_size
+            stat = os.fstat(handle.fileno())
+            inode, size = stat.st_ino, stat.st_size
             known_inode, offset, rows = self._files.pop(path, (None, 0, []))
             if known_inode != inode or size < offset or not _ends_a_line(handle, offset):
                 offset, rows = 0, []

@@ -104,12 +104,16 @@ def test_describe_reads_like_a_progress_line():
     assert line == "running · step 12/55 · epoch 2/5 · 1,650 img/s · 1 min 05 s left"
 
 
+def set_or_unset(monkeypatch, name: str, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+
+
 @pytest.mark.parametrize("value, expected", [(None, 1), ("3", 3), ("0", 1)])
 def test_sslcore_max_jobs_sets_how_many_runs_train_at_once(tmp_path, monkeypatch, value, expected):
-    if value is None:
-        monkeypatch.delenv("SSLCORE_MAX_JOBS", raising=False)
-    else:
-        monkeypatch.setenv("SSLCORE_MAX_JOBS", value)
+    set_or_unset(monkeypatch, "SSLCORE_MAX_JOBS", value)
     assert JobManager(tmp_path / "runs", start_thread=False).max_jobs == expected
     assert JobManager(tmp_path / "runs", max_jobs=2, start_thread=False).max_jobs == 2, "the argument wins"
 
@@ -122,10 +126,7 @@ def test_a_bad_sslcore_max_jobs_is_named_in_the_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("value, expected", [(None, 10), ("0", 0), ("19", 19)])
 def test_sslcore_train_nice_sets_the_training_processes_priority(tmp_path, monkeypatch, value, expected):
-    if value is None:
-        monkeypatch.delenv("SSLCORE_TRAIN_NICE", raising=False)
-    else:
-        monkeypatch.setenv("SSLCORE_TRAIN_NICE", value)
+    set_or_unset(monkeypatch, "SSLCORE_TRAIN_NICE", value)
     assert JobManager(tmp_path / "runs", start_thread=False).nice == expected
     assert JobManager(tmp_path / "runs", nice=3, start_thread=False).nice == 3, "the argument wins"
 
