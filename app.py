@@ -7,6 +7,7 @@ Space, training and every other accelerator call go through ``@spaces.GPU`` func
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import gradio as gr
@@ -16,6 +17,13 @@ from pages import audit, augment, classify, common, explore, hub, train, uploads
 from sslcore import zerogpu
 from sslcore.data.archives import UploadLimits
 from sslcore.jobs import JobManager
+
+# Gradio's queue rebuilds a pandas table of its last GRADIO_ANALYTICS_MAX_EVENTS (10,000) events after every event,
+# for a monitoring page this app does not enable: ~10 ms per call once a crowd has made 10,000 calls, as much as a
+# status call itself costs. Summarise rarely and over fewer events (read when demo.queue() makes the queue).
+QUEUE_ANALYTICS = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000", "GRADIO_ANALYTICS_MAX_EVENTS": "1000"}
+for _name, _value in QUEUE_ANALYTICS.items():
+    os.environ.setdefault(_name, _value)
 
 # System fonts only: the app must look right offline, and Gradio's default theme fetches Google Fonts.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from typing import Any
 
 import numpy as np
 
-from sslcore.augment import PRESETS, AugmentConfig, Augmenter
+from sslcore.augment import PRESETS, AugmentConfig, Augmenter, augment, resolve_config
 
 # Names for the parts of tuple-valued fields; a pair is (min, max) unless named here.
 _PART_NAMES = {"color_jitter": ("brightness", "contrast", "saturation", "hue")}
@@ -70,14 +71,52 @@ def config_from_controls(values: dict[str, Any]) -> AugmentConfig:
 
 
 def views(images_uint8: np.ndarray, config: AugmentConfig | str, draws: int, seed: int = 0) -> np.ndarray:
-    """``draws`` random views of each image, uint8 (draws, N, H, W, 3). One Augmenter call for all of them."""
-    images = np.asarray(images_uint8)
-    batch = np.tile(images.astype("float32") / 255.0, (draws, 1, 1, 1))
-    augmented = Augmenter(config, seed=seed)(batch, training=True)
+    """``draws`` random views of each image, uint8 (draws, N, H, W, 3): what ``Augmenter(config, seed=seed)`` draws,
+    in one call for all of them."""
     import keras
 
+    images = np.asarray(images_uint8)
+    batch = np.tile(images.astype("float32") / 255.0, (draws, 1, 1, 1))
+    graph = _preset_graph(_preset_name(resolve_config(config)))
+    augmented = graph(batch, seed) if graph else Augmenter(config, seed=seed)(batch, training=True)
     pixels = np.asarray(keras.ops.convert_to_numpy(augmented)) * 255.0
     return np.rint(np.clip(pixels, 0, 255)).astype(np.uint8).reshape((draws,) + images.shape)
+
+
+def _preset_name(config: AugmentConfig) -> str | None:
+    return next((name for name, preset in PRESETS.items() if preset == config), None)
+
+
+class _TracedAugment:
+    """One preset's augmentation as a TensorFlow graph, seeded per call exactly as a fresh ``Augmenter(seed=...)``.
+
+    Every visitor's preview draws the three presets (and the custom grid starts as "strong"); run eagerly each costs
+    15-27 ms of op dispatch for 16 views at 64 px, traced about 5 ms (measured on 2 CPU cores). Custom settings stay
+    eager: a dragged slider makes a new config at every step, and tracing one costs more than running it once.
+    """
+
+    def __init__(self, config: AugmentConfig):
+        import keras
+        import tensorflow as tf
+
+        self.generator = keras.random.SeedGenerator(0)
+        self.function = tf.function(lambda batch: augment(batch, config, self.generator))
+        self.lock = threading.Lock()     # the generator's state is shared: one seeded call at a time (~5 ms)
+
+    def __call__(self, batch: np.ndarray, seed: int):
+        with self.lock:
+            # SeedGenerator(seed) starts from the state [seed, 0]; setting it reproduces that generator's draws.
+            self.generator.state.assign(np.array([seed, 0]).astype(self.generator.state.dtype))
+            return self.function(batch)
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_graph(name: str | None) -> _TracedAugment | None:
+    import keras
+
+    if name is None or keras.backend.backend() != "tensorflow":
+        return None
+    return _TracedAugment(PRESETS[name])
 
 
 def preview_augmentations(images_uint8: np.ndarray, config: AugmentConfig | str, draws: int = 4, seed: int = 0,
@@ -107,7 +146,7 @@ def enlarge(image: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize: small images (8 px digits) stay crisp instead of blurring."""
     rows = np.arange(size) * image.shape[0] // size
     cols = np.arange(size) * image.shape[1] // size
-    return image[rows][:, cols]
+    return np.take(np.take(image, rows, axis=0), cols, axis=1)   # a third of fancy indexing's time
 
 
 # TFDS sets are large (CIFAR-10: 50,000 images): a preview keeps them at 32 px in memory and enlarges the few

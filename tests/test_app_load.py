@@ -126,3 +126,18 @@ def test_the_warmed_default_preview_is_what_a_new_visitors_page_gets(server):
     misses = augment.PREVIEW_CACHE.misses
     Client(server, verbose=False).predict(upload=None, api_name="/preview")   # every other input at the page's default
     assert augment.PREVIEW_CACHE.misses == misses
+
+
+@pytest.mark.slow
+def test_the_queue_does_not_rebuild_its_analytics_table_on_every_call(server, monkeypatch):
+    """Gradio's default summarises its last 10,000 events in a pandas table after every event; under a crowd that
+    cost as much as the call itself. The app summarises once per 1,000 events."""
+    from gradio.queueing import Queue
+
+    tables = []
+    real = Queue._get_df
+    monkeypatch.setattr(Queue, "_get_df", staticmethod(lambda records: tables.append(len(records)) or real(records)))
+    client = Client(server, verbose=False)
+    for _ in range(30):
+        client.predict(api_name="/list_runs")
+    assert len(tables) <= 1, f"analytics rebuilt {len(tables)} times for 30 calls"
