@@ -364,9 +364,8 @@ def register_api(jobs_: jobs.JobManager) -> None:
     def training_status(run_id: str, since_step: int = -1) -> dict:
         """A run's state and progress, with every per-epoch row and the per-step rows after ``since_step`` (a
         poller passes the last step it has and gets only what is new; -1, the default, gets every row)."""
-        history = jobs_.history(run_id)
-        step_rows = [row for row in history["steps"] if row.get("step", 0) > since_step]
-        return {**jobs_.status(run_id), "step_rows": step_rows, "epoch_rows": history["epochs"]}
+        history = jobs_.history(run_id, after_step=int(since_step))
+        return {**jobs_.status(run_id), "step_rows": history["steps"], "epoch_rows": history["epochs"]}
 
     def list_runs() -> list:
         """Every run in the runs folder, newest first, with its final figures."""

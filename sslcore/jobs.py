@@ -272,10 +272,10 @@ class JobManager:
                       live=state in LIVE_STATES)
         return status
 
-    def history(self, run_id: str) -> dict[str, list[dict]]:
-        """Every per-step and per-epoch row written so far."""
+    def history(self, run_id: str, after_step: int | None = None) -> dict[str, list[dict]]:
+        """Every per-epoch row written so far, and every per-step row (or those after ``after_step``)."""
         run = self.run_dir(run_id)
-        return {"steps": run.steps(), "epochs": run.epochs()}
+        return {"steps": run.steps(after_step), "epochs": run.epochs()}
 
     def signature(self, run_id: str | None) -> tuple:
         """Changes whenever the run's files do: lets a poller skip redrawing when nothing happened."""
@@ -331,6 +331,11 @@ class JobManager:
         """Put ``job`` in line for a training process. Start and Resume call it, holding the lock, once the run
         folder holds the settings; the run then reads as pending until the process writes its own status."""
         run = self.run_dir(job.run_id)
+        exiting = self._active.get(job.run_id)
+        if exiting is not None:
+            # Its process honoured a Stop (the run reads stopped) and is still exiting: the pump must not re-send
+            # that Stop, or the resumed trainer would find it and stop at once.
+            exiting.stop_wanted = False
         run.clear_stop()
         (run.path / JOB_FILE).unlink(missing_ok=True)
         run.write_status("pending", "queued", pid=None)
@@ -373,8 +378,12 @@ class JobManager:
                 continue
             del self._active[run_id]
             self._record_exit(job)
-        while self._queue and len(self._active) < self.max_jobs and not self._closed.is_set():
-            job = self._queue.pop(0)
+        while len(self._active) < self.max_jobs and not self._closed.is_set():
+            # A run whose last process is still exiting waits for it: two trainers never share a run folder.
+            job = next((job for job in self._queue if job.run_id not in self._active), None)
+            if job is None:
+                break
+            self._queue.remove(job)
             self._launch(job)
             self._active[job.run_id] = job
 

@@ -198,9 +198,9 @@ class Lab:
         self.existing_run(run_id)
         return self.manager.status(run_id)
 
-    def history(self, run_id: str) -> dict[str, list[dict]]:
+    def history(self, run_id: str, after_step: int | None = None) -> dict[str, list[dict]]:
         self.existing_run(run_id)
-        return self.manager.history(run_id)
+        return self.manager.history(run_id, after_step)
 
     def signature(self, run_id: str | None) -> tuple:
         if run_id:

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import tempfile
@@ -73,7 +74,9 @@ class _JsonlRows:
         self._files: OrderedDict[Path, tuple[int, int, list[dict]]] = OrderedDict()   # path: (inode, offset, rows)
         self._lock = threading.Lock()
 
-    def read(self, path: Path) -> list[dict]:
+    def read(self, path: Path, after_step: int | None = None) -> list[dict]:
+        """Copies of the rows (a caller's edits never reach the cache); with ``after_step``, only the rows whose
+        "step" is above it (rows are in step order), so a poller that has most rows copies only the new ones."""
         try:
             handle = open(path, "rb")
         except FileNotFoundError:
@@ -91,7 +94,8 @@ class _JsonlRows:
             self._files[path] = (inode, offset, rows)
             while len(self._files) > self.max_files:
                 self._files.popitem(last=False)
-            return [dict(row) for row in rows]   # copies: a caller's edits never reach the cache
+            start = 0 if after_step is None else bisect.bisect_right(rows, after_step, key=lambda row: row.get("step", 0))
+            return [dict(row) for row in rows[start:]]
 
 
 def _ends_a_line(handle, offset: int) -> bool:
@@ -106,8 +110,7 @@ def _parse_from(data: bytes, offset: int, rows: list[dict]) -> tuple[int, list[d
     """Parse the whole lines of ``data`` (read at ``offset``) onto ``rows``; the new offset follows the last line
     parsed. A line cut short (no newline yet, or not JSON: a killed process) ends the parse, so every row
     before it is intact and nothing after it is read until the file is rewritten."""
-    rows = list(rows)
-    position = 0
+    position = 0   # appends to ``rows`` in place: the cache entry is taken out while it is extended
     while (end := data.find(b"\n", position)) != -1:
         line = data[position:end].strip()
         if line:
@@ -122,8 +125,8 @@ def _parse_from(data: bytes, offset: int, rows: list[dict]) -> tuple[int, list[d
 _ROWS = _JsonlRows()
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return _ROWS.read(Path(path))
+def _read_jsonl(path: Path, after_step: int | None = None) -> list[dict]:
+    return _ROWS.read(Path(path), after_step)
 
 
 class RunDir:
@@ -174,8 +177,9 @@ class RunDir:
     def epochs(self) -> list[dict]:
         return _read_jsonl(self.metrics_path)
 
-    def steps(self) -> list[dict]:
-        return _read_jsonl(self.steps_path)
+    def steps(self, after_step: int | None = None) -> list[dict]:
+        """Every per-step row, or those after ``after_step``."""
+        return _read_jsonl(self.steps_path, after_step)
 
     def truncate_rows(self, epoch_rows: int, step_rows: int) -> None:
         """Drop rows written after the checkpoint a run resumes from, so none is counted twice."""

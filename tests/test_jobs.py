@@ -187,6 +187,30 @@ def test_stop_ends_within_a_step_and_resume_continues(manager):
 
 
 @pytest.mark.slow
+def test_a_resume_while_the_stopped_process_is_still_exiting_is_not_stopped_again(tmp_path):
+    """The stopped trainer writes "stopped", then takes a moment to exit; a Resume pressed meanwhile must neither get
+    the old Stop re-sent to it (the resumed run stopped at once, on a busy machine) nor start beside the old one."""
+    from sslcore.jobs import Job
+    from sslcore.runs import RunDir
+
+    jobs = JobManager(tmp_path / "runs", max_jobs=2, start_thread=False)
+    run = RunDir(jobs.root / "exiting")
+    run.path.mkdir()
+    run.write_status("stopped", "stopped at step 5 of 88", pid=None)
+    still_exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with jobs._lock:
+            jobs._active[run.path.name] = Job(run.path.name, "tensorflow", resume=False, arguments=[],
+                                              process=still_exiting, stop_wanted=True)
+            jobs.enqueue(Job(run.path.name, "tensorflow", resume=True, arguments=["--resume"]))
+            jobs._pump()
+        assert not run.stop_path.exists(), "the old Stop was re-sent to the resumed run"
+        assert [job.run_id for job in jobs._queue] == [run.path.name], "started beside the process still exiting"
+    finally:
+        still_exiting.kill()
+        still_exiting.wait()
+
+
 def test_stop_removes_a_queued_run(manager):
     first = manager.start({**TINY, "epochs": 1})
     second = manager.start(TINY)

@@ -78,3 +78,17 @@ def test_a_later_read_parses_only_the_rows_appended_since(tmp_path, monkeypatch)
     run.append_rows("steps", [{"step": 1000}, {"step": 1001}])
     assert steps_of(run)[-3:] == [999, 1000, 1001]
     assert len(parsed) == 2
+
+
+def test_a_poller_gets_only_the_rows_after_the_step_it_has_and_copies_no_others(tmp_path, monkeypatch):
+    run = make_run(tmp_path)
+    run.append_rows("steps", [{"step": step, "loss": 1.0} for step in range(1000)])
+    assert [row["step"] for row in run.steps(after_step=996)] == [997, 998, 999]
+    assert [row["step"] for row in run.steps(after_step=-1)] == list(range(1000))
+    assert run.steps(after_step=999) == []
+    copied = []
+    monkeypatch.setattr(runs, "dict", lambda row: copied.append(row) or row.copy(), raising=False)
+    run.steps(after_step=990)
+    assert len(copied) == 9     # a status poll with most rows in hand copies only the new ones
+    run.steps(after_step=995)[0]["loss"] = 99.0
+    assert run.steps()[996]["loss"] == 1.0
