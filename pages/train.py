@@ -7,7 +7,10 @@ so a reload or a second tab re-attaches to it with its whole history.
 from __future__ import annotations
 
 import html
-from typing import Any
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -138,6 +141,38 @@ def chart(shown: dict[str, dict]):
     return plots.training_figure([(run, history["steps"], history["epochs"]) for run, history in shown.items()])
 
 
+class SharedCharts:
+    """The chart of the runs a page shows, drawn at most once per ``max_age`` seconds for everyone watching them.
+
+    While a run trains, each watching page's timer finds new rows every tick and redraws: 40-80 ms of plotly per
+    tick (500-10,000 step rows), so twenty browsers on one run would cost a core. A page within ``max_age`` of
+    someone else's drawing gets that chart with the signature it was drawn for; it records that signature, so its
+    next tick sees the run moved on and asks again, and the last rows of a finished run are never left out.
+    """
+
+    def __init__(self, max_age: float = POLL_SECONDS, kept: int = 64, clock: Callable[[], float] = time.monotonic):
+        self.max_age, self.kept, self.clock = max_age, kept, clock
+        self._drawn: OrderedDict[tuple, tuple[Any, Any, float]] = OrderedDict()   # runs: (chart, signature, when)
+        self._lock = threading.Lock()
+
+    def get(self, runs: tuple, signature: Any, draw: Callable[[], Any]) -> tuple[Any, Any]:
+        """(chart, the signature it shows) for ``runs``, drawn afresh only when the last one is out of date."""
+        with self._lock:
+            drawn = self._drawn.get(runs)
+        if drawn and (drawn[1] == signature or self.clock() - drawn[2] < self.max_age):
+            return drawn[0], drawn[1]
+        chart_now, when = draw(), self.clock()
+        with self._lock:
+            self._drawn[runs] = (chart_now, signature, when)
+            self._drawn.move_to_end(runs)
+            while len(self._drawn) > self.kept:
+                self._drawn.popitem(last=False)
+        return chart_now, signature
+
+
+CHARTS = SharedCharts()
+
+
 def runs_table(context: AppContext) -> list[list[Any]]:
     percent = lambda v: f"{v:.1%}" if isinstance(v, (int, float)) else "—"
     return [[r["run_id"], r["encoder"], r["backend"], run_state(r), r["epochs"],
@@ -254,8 +289,9 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         box, bar = status_view(context, run_id, status)
         # The run lists change when a run changes state or finishes an epoch, not with every step.
         progress_mark = f"{state}:{len(shown[run_id]['epochs']) if run_id in shown else 0}"
-        updates = {status_box: box, progress: bar, figure: chart(shown),
-                   seen: {"signature": signature, "state": progress_mark, "run": run_id},
+        drawn, drawn_for = CHARTS.get((run_id, overlay_id), signature, lambda: chart(shown))
+        updates = {status_box: box, progress: bar, figure: drawn,
+                   seen: {"signature": drawn_for, "state": progress_mark, "run": run_id},
                    stop: gr.update(interactive=state in jobs.LIVE_STATES),
                    resume: gr.update(interactive=state in jobs.RESUMABLE_STATES)}
         if force or not seen_before or seen_before.get("state") != progress_mark or seen_before.get("run") != run_id:
