@@ -79,3 +79,13 @@ def browser_missing() -> str | None:
     except ImportError:
         return "playwright is not installed"
     return None
+
+
+class FakeClock:
+    """A clock for code that takes one (``clock=``): time passes only when a test moves ``now``."""
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -12,19 +12,10 @@ from sslcore import budget
 from sslcore.config import TrainConfig
 from sslcore.runs import RunDir
 from sslcore.trainer import Trainer
+from tests.helpers import FakeClock
 from tests.test_trainer import small_config, small_dataset, weights, without_timing
 
 pytestmark = pytest.mark.core
-
-
-class FakeClock:
-    """Time passes only when the stubs below say so."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 def measured_on_fake_clock():

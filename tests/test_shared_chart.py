@@ -1,17 +1,10 @@
 """The Train page's chart is drawn once per tick for everyone watching the same runs, never left stale."""
 from pages.train import SharedCharts
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers import FakeClock
 
 
 def test_pages_watching_one_training_run_share_one_drawing_per_tick():
-    clock, drawings = Clock(), []
+    clock, drawings = FakeClock(now=100.0), []
     charts = SharedCharts(max_age=1.0, clock=clock)
     draw = lambda: drawings.append(clock.now) or f"chart@{clock.now}"
     runs = ("run-a", None)
@@ -27,7 +20,7 @@ def test_pages_watching_one_training_run_share_one_drawing_per_tick():
 
 
 def test_a_page_given_an_older_drawing_asks_again_until_it_has_the_last_rows():
-    clock, drawings = Clock(), []
+    clock, drawings = FakeClock(now=100.0), []
     charts = SharedCharts(max_age=1.0, clock=clock)
     draw = lambda: drawings.append(clock.now) or f"chart@{clock.now}"
     charts.get(("run", None), "step 99", draw)
@@ -41,7 +34,7 @@ def test_a_page_given_an_older_drawing_asks_again_until_it_has_the_last_rows():
 
 
 def test_the_drawings_kept_are_bounded():
-    charts = SharedCharts(kept=3, clock=Clock())
+    charts = SharedCharts(kept=3, clock=FakeClock(now=100.0))
     for run in range(10):
         charts.get((f"run-{run}", None), 0, lambda: "chart")
     assert len(charts._drawn) == 3
