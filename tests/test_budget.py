@@ -15,7 +15,7 @@ from sslcore.trainer import Trainer
 from tests.helpers import FakeClock
 from tests.test_trainer import small_config, small_dataset, weights, without_timing
 
-pytestmark = pytest.mark.core
+# Marked one by one: `core` (run again on JAX and PyTorch) only where the Keras backend computes something.
 
 
 def measured_on_fake_clock():
@@ -127,6 +127,7 @@ class Machine:
         return self
 
 
+@pytest.mark.core
 def test_a_budget_run_trains_as_a_plain_run_of_the_planned_length(tmp_path, monkeypatch):
     """The measuring steps are thrown away: on a steady machine the re-plans keep the first plan, and the run trains
     as --epochs 6 trains."""
@@ -159,6 +160,7 @@ def budget_run(path, machine, budget_seconds=60.0, **overrides):
                    dataset=small_dataset(count=64), clock=machine)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("factor", [2.0, 0.5], ids=["slows-down", "speeds-up"])
 def test_the_budget_is_kept_on_a_machine_whose_speed_changes_half_way(tmp_path, monkeypatch, factor):
     """A machine that becomes twice as slow (or fast) half-way still ends within 3 % of the deadline, the schedule
@@ -191,6 +193,7 @@ def test_the_budget_is_kept_on_a_machine_whose_speed_changes_half_way(tmp_path, 
     assert float(keras.ops.convert_to_numpy(schedule.total_steps)) == summary["global_step"]
 
 
+@pytest.mark.core
 def test_a_replan_keeps_the_learning_rate_continuous():
     """Re-planning only what is left: the rate at the re-plan's step is unchanged, the rest decays to 0 at the new
     length; a cosine restarted with the new length would jump (0.5 → 0.15 × peak at half-way when it halves)."""
@@ -228,6 +231,7 @@ def test_a_replan_keeps_the_learning_rate_continuous():
     assert early.total_steps == 79 and (early.anchor_step, early.anchor_progress) == (10.0, 0.0)
 
 
+@pytest.mark.core
 def test_a_resumed_budget_run_re_plans_as_an_uninterrupted_one(tmp_path, monkeypatch):
     """The length and what re-plans depend on are checkpointed: chunks of a budget run on a machine that slows down
     make the same plans, at the same steps, and train the same weights as one uninterrupted run."""

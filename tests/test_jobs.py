@@ -164,8 +164,10 @@ def test_runs_queue_in_order_and_finish_with_their_history(manager):
 
 
 @pytest.mark.slow
-def test_stop_ends_within_a_step_and_resume_continues(manager):
-    run_id = manager.start({**TINY, "epochs": 6})
+def test_stop_ends_within_a_step_and_a_killed_process_shows_as_interrupted_and_both_resume(manager):
+    """One run through both interruptions (a training process costs seconds to start): Stop, resume, SIGKILL of the
+    resumed process, resume again; every step is counted exactly once across the three processes."""
+    run_id = manager.start({**TINY, "epochs": 8})
     run = manager.existing_run(run_id)
     wait_until(lambda: len(run.steps()) >= 1, timeout=300, every=0.05, what="a first step")
     # Below the server's priority (SSLCORE_TRAIN_NICE, 10 by default), so visitors' calls are answered first.
@@ -176,14 +178,29 @@ def test_stop_ends_within_a_step_and_resume_continues(manager):
     assert stopped["state"] == "stopped" and stopped["resumable"]
     steps_at_stop = stopped["step"]
     assert steps_at_stop < stopped["total_steps"]
-    assert run.latest_checkpoint() is not None
+    stop_checkpoint = run.latest_checkpoint()
+    assert stop_checkpoint is not None
+
+    manager.resume(run_id)
+    wait_until(lambda: run.latest_checkpoint() != stop_checkpoint and run.status().get("state") == "running",
+               timeout=300, what="a checkpoint of the resumed job")
+    os.kill(run.status()["pid"], signal.SIGKILL)
+    interrupted = manager.wait(run_id, states=("interrupted",), timeout=30)
+    assert interrupted["resumable"] and "killed" in interrupted["message"]
+    steps = [row["step"] for row in run.steps()]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > steps_at_stop, \
+        "the run resumed after the Stop counts every step exactly once"
+
+    # A restarted app has no process handle, only the folder: it must come to the same conclusion.
+    fresh = JobManager(manager.root, max_jobs=1, start_thread=False)
+    assert fresh.status(run_id)["state"] == "interrupted"
 
     manager.resume(run_id)
     done = manager.wait(run_id, timeout=300)
     assert done["state"] == "finished", done["message"]
     steps = [row["step"] for row in manager.history(run_id)["steps"]]
     assert steps == list(range(1, done["total_steps"] + 1)), "a resumed run counts every step exactly once"
-    assert len(manager.history(run_id)["epochs"]) == 6
+    assert len(manager.history(run_id)["epochs"]) == 8
 
 
 @pytest.mark.slow
@@ -218,26 +235,6 @@ def test_stop_removes_a_queued_run(manager):
     assert manager.status(second)["queue_position"] is None
     manager.stop(first)
     assert manager.wait(first, timeout=300)["state"] in ("stopped", "finished")
-
-
-@pytest.mark.slow
-def test_a_killed_process_shows_as_interrupted_and_resumes(manager):
-    run_id = manager.start({**TINY, "epochs": 8})
-    run = manager.existing_run(run_id)
-    wait_until(lambda: run.latest_checkpoint() is not None and run.status().get("state") == "running", timeout=300,
-               what="a checkpoint of the running job")
-    os.kill(run.status()["pid"], signal.SIGKILL)
-    interrupted = manager.wait(run_id, states=("interrupted",), timeout=30)
-    assert interrupted["resumable"] and "killed" in interrupted["message"]
-
-    # A restarted app has no process handle, only the folder: it must come to the same conclusion.
-    fresh = JobManager(manager.root, max_jobs=1, start_thread=False)
-    assert fresh.status(run_id)["state"] == "interrupted"
-
-    manager.resume(run_id)
-    done = manager.wait(run_id, timeout=300)
-    assert done["state"] == "finished", done["message"]
-    assert len(manager.history(run_id)["epochs"]) == 8
 
 
 # The app's side of a server killed with SIGKILL: a JobManager in a process of its own starts a run, then dies.

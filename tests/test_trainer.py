@@ -23,9 +23,17 @@ def without_timing(rows):
     return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
 
 
-def test_run_folder_holds_everything(tmp_path):
-    summary = Trainer(tiny_config(), tmp_path / "run").fit()
-    run = RunDir(tmp_path / "run")
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    """One finished run of tiny_config() (2 epochs) and its summary, shared by the tests that only read it: each
+    training run costs seconds, on every backend."""
+    trainer = Trainer(tiny_config(), tmp_path_factory.mktemp("two-epochs") / "run")
+    return trainer, trainer.fit()
+
+
+def test_run_folder_holds_everything(two_epochs):
+    trainer, summary = two_epochs
+    run = trainer.run
     rows = run.epochs()
     assert [row["epoch"] for row in rows] == [1, 2]
     for key in ("epoch", "loss", "contrastive_accuracy", "probe_accuracy", "knn_accuracy", "images_per_second", "seconds"):
@@ -51,15 +59,14 @@ def test_saved_encoder_loads_with_plain_keras_and_matches(tiny_trainer):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
 
 
-def test_saved_classifier_reproduces_the_reported_probe_accuracy(tmp_path):
+def test_saved_classifier_reproduces_the_reported_probe_accuracy(two_epochs):
     """The classifier users get is the probe the run measured, not one with stale normalisation statistics."""
-    trainer = Trainer(tiny_config(epochs=2), tmp_path / "run")
-    trainer.fit()
-    classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras")
+    trainer, _ = two_epochs
+    classifier = keras.saving.load_model(trainer.run.classifier_path)
     data = trainer.dataset
     probabilities = classifier.predict(data.test_images.astype("float32"), verbose=0)
     accuracy = float(np.mean(np.argmax(probabilities, axis=1) == data.test_labels))
-    assert accuracy == pytest.approx(RunDir(tmp_path / "run").epochs()[-1]["probe_accuracy"], abs=1e-6)
+    assert accuracy == pytest.approx(trainer.run.epochs()[-1]["probe_accuracy"], abs=1e-6)
     assert accuracy > 0.3
     assert np.mean(np.max(probabilities, axis=1)) > 0.15, "more confident than uniform (0.1)"
     # The probe standardises with the statistics of clean labelled features, not lagging moving averages.
@@ -69,10 +76,13 @@ def test_saved_classifier_reproduces_the_reported_probe_accuracy(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
-def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path, method):
+def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path, request, method):
     config = tiny_config(method=method, method_params={"queue_size": 256} if method == "moco" else {})
-    whole = Trainer(config, tmp_path / "whole")
-    whole.fit()
+    if config == tiny_config():   # SimCLR's uninterrupted run is the shared one
+        whole, _ = request.getfixturevalue("two_epochs")
+    else:
+        whole = Trainer(config, tmp_path / "whole")
+        whole.fit()
 
     first = Trainer(config, tmp_path / "split")
     assert first.fit(stop=StopAfter(7))["state"] == "stopped"   # 11 steps per epoch: stops inside epoch 1
@@ -82,9 +92,9 @@ def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path, method):
 
     for a, b in zip(weights(whole), weights(second)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    for expected, got in zip(without_timing(RunDir(tmp_path / "whole").epochs()), without_timing(RunDir(tmp_path / "split").epochs())):
+    for expected, got in zip(without_timing(whole.run.epochs()), without_timing(RunDir(tmp_path / "split").epochs())):
         assert got == pytest.approx(expected, rel=1e-4)
-    assert len(RunDir(tmp_path / "split").steps()) == len(RunDir(tmp_path / "whole").steps())
+    assert len(RunDir(tmp_path / "split").steps()) == len(whole.run.steps())
 
 
 def test_a_run_stopped_mid_way_is_usable_and_resuming_replaces_its_models(tmp_path):
