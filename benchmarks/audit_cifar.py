@@ -174,11 +174,13 @@ def crops(args) -> dict:
     started = time.perf_counter()
     checked = audit_module.with_crop_check(pool, indices, similarities)
     seconds = time.perf_counter() - started
-    # What the audit does now: the pixel-space neighbours join the candidates, and all of them are crop-checked.
+    # What the audit does now: the pixel-space neighbours join the candidates, all of them are crop-checked, and the
+    # embedding counts only where the pixels agree (PIXEL_AGREEMENT, since 2026-12-05).
     started = time.perf_counter()
     thumbs = alignment.thumbnails(pool)
     both, both_similarities = audit_module.candidate_neighbours(unit, thumbs)
-    with_pixels = audit_module.with_crop_check(pool, both, both_similarities, checked=both.shape[1], thumbs=thumbs)
+    with_pixels = audit_module.with_crop_check(pool, both, both_similarities, checked=both.shape[1], thumbs=thumbs,
+                                               agreement=audit_module.PIXEL_AGREEMENT)
     pixel_seconds = time.perf_counter() - started
     thresholds = [float(t) for t in args.thresholds.split(",")]
     results = {}

@@ -47,9 +47,10 @@ RECIPES = {
     # The two winners of the 5-epoch screen together (docs/benchmarks.md).
     "head512_tau0.05": {"method_params": {"hidden_dim": 512, "temperature": 0.05}},
 }
-DEFAULT_RECIPE = "seeds"  # what sslcore ships as SimCLR's defaults (tests/test_methods.py checks)
+DEFAULT_RECIPE = "head512_tau0.05"  # what sslcore ships as SimCLR's defaults (tests/test_methods.py checks)
 MERGED = ("method_params", "augment_params")
 # Not the seeds' recipe with a change: sslcore's own defaults for every setting but SimCLR's head and temperature.
+# (Since head512_tau0.05 became the default, "defaults" and "defaults_head512_tau0.05" train the same settings.)
 OWN_DEFAULTS = {"defaults": {}, "defaults_head512_tau0.05": {"method_params": {"temperature": 0.05, "hidden_dim": 512}}}
 
 

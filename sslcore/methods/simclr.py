@@ -9,9 +9,9 @@ from sslcore.methods.base import Method, MethodParams, hyperparameter
 
 @dataclass
 class SimCLRParams(MethodParams):
-    temperature: float = hyperparameter(0.1, "NT-Xent temperature; lower sharpens the softmax over negatives (the seeds use 0.1)")
+    temperature: float = hyperparameter(0.05, "NT-Xent temperature; lower sharpens the softmax over negatives (the seeds use 0.1; with the 512 head, 0.05 trained better CIFAR-10 features: docs/benchmarks.md)")
     projection_dim: int = hyperparameter(128, "output size of the projection head")
-    hidden_dim: int = hyperparameter(128, "hidden size of the projection head")
+    hidden_dim: int = hyperparameter(512, "hidden size of the projection head (the seeds use 128)")
     hidden_layers: int = hyperparameter(1, "hidden layers in the projection head (SimCLR v2 uses 2)")
     head_batch_norm: bool = hyperparameter(False, "batch norm inside the projection head only")
 
