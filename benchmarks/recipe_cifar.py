@@ -50,8 +50,10 @@ RECIPES = {
 DEFAULT_RECIPE = "head512_tau0.05"  # what sslcore ships as SimCLR's defaults (tests/test_methods.py checks)
 MERGED = ("method_params", "augment_params")
 # Not the seeds' recipe with a change: sslcore's own defaults for every setting but SimCLR's head and temperature.
-# (Since head512_tau0.05 became the default, "defaults" and "defaults_head512_tau0.05" train the same settings.)
-OWN_DEFAULTS = {"defaults": {}, "defaults_head512_tau0.05": {"method_params": {"temperature": 0.05, "hidden_dim": 512}}}
+# (Since head512_tau0.05 became the default, "defaults" and "defaults_head512_tau0.05" train the same settings;
+# "defaults_tau0.1_head128" is the same with the seeds' head and temperature, the defaults before that switch.)
+OWN_DEFAULTS = {"defaults": {}, "defaults_head512_tau0.05": {"method_params": {"temperature": 0.05, "hidden_dim": 512}},
+                "defaults_tau0.1_head128": {"method_params": {"temperature": 0.1, "hidden_dim": 128}}}
 
 
 def settings(name: str, epochs: int) -> dict:
@@ -117,7 +119,12 @@ def main() -> None:
                                                                 test_features, dataset.test_labels), 4),
             "linear_accuracy": round(evaluate.linear_accuracy(train_features, dataset.train_labels, test_features,
                                                               dataset.test_labels), 4),
-            "knn_by_epoch": [round(row["knn_accuracy"], 4) for row in trainer.run.epochs()]}
+            "knn_by_epoch": [round(row["knn_accuracy"], 4) for row in trainer.run.epochs()],
+            # Where the time went: compiling the step (timed by the budget's plan), training, per-epoch evaluation.
+            "compile_seconds": (round(trainer.plan.throughput.compile_seconds, 1)
+                                if getattr(trainer, "plan", None) else None),
+            "epoch_train_seconds": round(sum(row["seconds"] for row in trainer.run.epochs()), 1),
+            "epoch_eval_seconds": round(sum(row["eval_seconds"] for row in trainer.run.epochs()), 1)}
         print(json.dumps(result), flush=True)
 
 
