@@ -199,24 +199,25 @@ class SlowSteps:
 
 
 def test_max_seconds_stops_cleanly_before_the_limit_and_resumes(tmp_path):
-    # 22 steps of at least 0.5 s: 11 s or more. The 8 s budget leaves room for the first step's compilation on a
-    # busy machine (the trainer cannot stop before one step has told it how long a step takes).
-    config = tiny_config(epochs=2, log_every_steps=1)
+    # 33 steps of at least 0.5 s: 16.5 s or more. The 10 s budget leaves room for the first step's compilation on a
+    # busy machine (the trainer cannot stop before one step has told it how long a step takes; the test command runs
+    # two test processes at once).
+    config = tiny_config(epochs=3, log_every_steps=1)
     trainer = Trainer(config, tmp_path / "run", callbacks=[SlowSteps(0.5)])
     trainer.prepare()                                           # the budget is the training's, not the data loading's
     started = time.perf_counter()
-    summary = trainer.fit(max_seconds=8)
+    summary = trainer.fit(max_seconds=10)
     elapsed = time.perf_counter() - started
     assert summary["state"] == "stopped" and summary["stop_reason"] == "time"
-    assert elapsed < 8, f"--max-seconds 8 took {elapsed:.1f} s"
-    assert 0 < summary["global_step"] < 22
+    assert elapsed < 10, f"--max-seconds 10 took {elapsed:.1f} s"
+    assert 0 < summary["global_step"] < 33
     run = RunDir(tmp_path / "run")
     assert run.latest_checkpoint().name == f"ckpt-{summary['global_step']:08d}.npz", "the checkpoint of the stop step"
 
     resumed = Trainer(config, tmp_path / "run").fit(resume=True)
-    assert resumed["state"] == "finished" and resumed["global_step"] == 22
-    assert [row["step"] for row in run.steps()] == list(range(1, 23)), "every step once, the stopped ones included"
-    assert [row["epoch"] for row in run.epochs()] == [1, 2]
+    assert resumed["state"] == "finished" and resumed["global_step"] == 33
+    assert [row["step"] for row in run.steps()] == list(range(1, 34)), "every step once, the stopped ones included"
+    assert [row["epoch"] for row in run.epochs()] == [1, 2, 3]
 
 
 def test_nan_loss_stops_with_a_message_naming_the_step(tmp_path):
