@@ -101,6 +101,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         load_after = os.getloadavg()[0]
         train_features, test_features = trainer.embed(dataset.train_images), trainer.embed(dataset.test_images)
+        epochs = trainer.run.epochs()   # metrics.jsonl, read once
         result = {
             "recipe": name, "settings": recipe, "train_seconds": round(seconds, 1),
             "images_per_second": summary["images_per_second"], "stop_reason": summary["stop_reason"],
@@ -119,12 +120,12 @@ def main() -> None:
                                                                 test_features, dataset.test_labels), 4),
             "linear_accuracy": round(evaluate.linear_accuracy(train_features, dataset.train_labels, test_features,
                                                               dataset.test_labels), 4),
-            "knn_by_epoch": [round(row["knn_accuracy"], 4) for row in trainer.run.epochs()],
+            "knn_by_epoch": [round(row["knn_accuracy"], 4) for row in epochs],
             # Where the time went: compiling the step (timed by the budget's plan), training, per-epoch evaluation.
             "compile_seconds": (round(trainer.plan.throughput.compile_seconds, 1)
                                 if getattr(trainer, "plan", None) else None),
-            "epoch_train_seconds": round(sum(row["seconds"] for row in trainer.run.epochs()), 1),
-            "epoch_eval_seconds": round(sum(row["eval_seconds"] for row in trainer.run.epochs()), 1)}
+            "epoch_train_seconds": round(sum(row["seconds"] for row in epochs), 1),
+            "epoch_eval_seconds": round(sum(row["eval_seconds"] for row in epochs), 1)}
         print(json.dumps(result), flush=True)
 
 
