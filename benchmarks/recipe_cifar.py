@@ -53,7 +53,12 @@ MERGED = ("method_params", "augment_params")
 # (Since head512_tau0.05 became the default, "defaults" and "defaults_head512_tau0.05" train the same settings;
 # "defaults_tau0.1_head128" is the same with the seeds' head and temperature, the defaults before that switch.)
 OWN_DEFAULTS = {"defaults": {}, "defaults_head512_tau0.05": {"method_params": {"temperature": 0.05, "hidden_dim": 512}},
-                "defaults_tau0.1_head128": {"method_params": {"temperature": 0.1, "hidden_dim": 128}}}
+                "defaults_tau0.1_head128": {"method_params": {"temperature": 0.1, "hidden_dim": 128}},
+                # Screened at a 10-minute budget (issue 18): one change each from the defaults.
+                "defaults_batch512": {"batch_size": 512},
+                "defaults_lr2e-3": {"learning_rate": 2e-3},
+                "defaults_crop0.14": {"augment_params": {"crop_scale": [0.14, 1.0]}},
+                "defaults_warmup1": {"warmup_epochs": 1.0}}
 
 
 def settings(name: str, epochs: int) -> dict:

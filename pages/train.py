@@ -44,7 +44,8 @@ SETTINGS = {row["name"]: row for row in TrainConfig.describe()}
 
 # On a public Space a run starts from a Hub model or one of the visitor's runs by its id (sslcore.labs), never a path.
 SPACE_HINTS = {"init": "start the encoder from a pretrained one: one of your runs (its id, from the run list) or "
-                       "hf://OWNER/NAME[@REVISION] (its architecture too; heads start fresh)"}
+                       "hf://OWNER/NAME[@REVISION] (its architecture too; heads start fresh), or a timm "
+                       "resnet18 such as hf://timm/resnet18.a1_in1k"}
 
 
 def setting_control(row: dict, public: bool = False):

@@ -37,7 +37,8 @@ class TrainConfig:
     encoder_width: int | None = setting(None, "channels of the encoder (convnet 128, resnet18 64)", kind=int,
                                         flag="--encoder-width", minimum=1)
     init: str | None = setting(None, "start the encoder from a pretrained one: a run folder, an encoder.keras file or "
-                               "hf://OWNER/NAME[@REVISION] (its architecture too; heads start fresh)", flag="--init")
+                               "hf://OWNER/NAME[@REVISION] (its architecture too; heads start fresh), or a timm "
+                               "resnet18 such as hf://timm/resnet18.a1_in1k", flag="--init")
     data: str = setting("digits", "digits | tfds:cifar10 | tfds:stl10 | folder:PATH (a folder or a .zip/.tar/.tar.gz "
                         "of one) | hf:OWNER/NAME[@REVISION][:CONFIG]", flag="--data")
     image_size: int = setting(32, "images are resized to this square size (px)", kind=int, flag="--image-size",

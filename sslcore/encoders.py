@@ -23,35 +23,50 @@ def convnet(image_size: int, width: int = 128) -> keras.Model:
     return keras.Model(inputs, features, name="convnet")
 
 
+# torchvision's and timm's ResNet conventions, kept so that their pretrained weights (sslcore.timm_weights) compute
+# here what they compute there: inputs normalised by ImageNet's channel statistics, batch-norm epsilon 1e-5, and
+# symmetric padding on strided convolutions (Keras "same" pads (0, 1) at stride 2, which shifts the sampling grid
+# by a pixel and, in a block, misaligns the main path with its 1×1 projected shortcut).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BATCH_NORM_EPSILON = 1e-5
+
+
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn_name: str):
+    if stride > 1 and kernel > 1:
+        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        x = layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=name)(x)
+    else:
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
+    return layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=bn_name)(x)
+
+
 def _basic_block(x, filters: int, stride: int, name: str):
     """ResNet-18's block: two 3×3 convs with batch norm, and a projected shortcut when the shape changes."""
     shortcut = x
-    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = _conv_bn(x, filters, 3, stride, f"{name}_conv1", f"{name}_bn1")
     y = layers.ReLU(name=f"{name}_relu1")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = _conv_bn(y, filters, 3, 1, f"{name}_conv2", f"{name}_bn2")
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = _conv_bn(x, filters, 1, stride, f"{name}_proj", f"{name}_proj_bn")
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
 def resnet18(image_size: int, width: int = 64) -> keras.Model:
-    """ResNet-18 (He et al. 2016). Inputs of 64 px or less get the CIFAR stem (3×3 conv, stride 1, no
-    max-pool), as the peers' CIFAR-10 benchmarks do: the ImageNet stem would shrink 32 px to 8 px at once.
-    ``width`` is the first stage's channel count (64 in the paper); output is 8 × width features.
+    """ResNet-18 (He et al. 2016), laid out as torchvision's and timm's. Inputs of 64 px or less get the CIFAR stem
+    (3×3 conv, stride 1, no max-pool), as the peers' CIFAR-10 benchmarks do: the ImageNet stem would shrink 32 px to
+    8 px at once. ``width`` is the first stage's channel count (64 in the paper); output is 8 × width features.
     """
     inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = layers.Rescaling([1 / std for std in IMAGENET_STD], [-mean / std for mean, std in zip(IMAGENET_MEAN, IMAGENET_STD)],
+                         name="imagenet_normalise")(inputs)
     if image_size <= 64:
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-        x = layers.BatchNormalization(name="stem_bn")(x)
-        x = layers.ReLU(name="stem_relu")(x)
+        x = layers.ReLU(name="stem_relu")(_conv_bn(x, width, 3, 1, "stem_conv", "stem_bn"))
     else:
-        x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-        x = layers.BatchNormalization(name="stem_bn")(x)
-        x = layers.ReLU(name="stem_relu")(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        x = layers.ReLU(name="stem_relu")(_conv_bn(x, width, 7, 2, "stem_conv", "stem_bn"))
+        # Zeros pad like PyTorch's -inf here: the input is past a ReLU, so never below 0.
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     for stage, multiplier in enumerate((1, 2, 4, 8)):
         stride = 1 if stage == 0 else 2
         x = _basic_block(x, width * multiplier, stride, f"stage{stage + 1}_block1")

@@ -378,16 +378,22 @@ def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | 
     return Run(folder).model(label)
 
 
+# A timm checkpoint's weights (sslcore.timm_weights), fetched beside config.json when a start may be one.
+TIMM_WEIGHTS = "model.safetensors"
+
+
 def download(repo_id: str, *, token: str | None = None, endpoint: str | None = None, revision: str | None = None,
              cache_dir: str | os.PathLike | None = None, attempts: int = RETRY_ATTEMPTS,
-             backoff_seconds: float = RETRY_BACKOFF_SECONDS) -> Path:
+             backoff_seconds: float = RETRY_BACKOFF_SECONDS, timm: bool = False) -> Path:
     """The folder of a pushed model's ``config.json`` and ``.keras`` files in the Hugging Face cache, as ``load`` gets
-    it; the folder's name is the commit it holds (``snapshots/<commit>``), so its revision is known exactly."""
+    it; the folder's name is the commit it holds (``snapshots/<commit>``), so its revision is known exactly.
+    ``timm``: a timm checkpoint (config.json + model.safetensors) is accepted too."""
     return _download(check_repo_id(repo_id), token=token, endpoint=endpoint, revision=revision, cache_dir=cache_dir,
-                     attempts=attempts, backoff_seconds=backoff_seconds)
+                     attempts=attempts, backoff_seconds=backoff_seconds, timm=timm)
 
 
-def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, backoff_seconds) -> Path:
+def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, backoff_seconds,
+              timm: bool = False) -> Path:
     from huggingface_hub import snapshot_download
 
     endpoint = resolve_endpoint(endpoint)
@@ -398,11 +404,12 @@ def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, b
         context.token_source = ""
     folder = _call(context, f"download {repo_id}", lambda: snapshot_download(
         repo_id, revision=revision, endpoint=endpoint, token=given, cache_dir=cache_dir,
-        allow_patterns=["config.json", "*.keras"], library_name="sslcore", library_version=_version()),
-        attempts=attempts, backoff_seconds=backoff_seconds)
-    if not (Path(folder) / "encoder.keras").exists():
-        raise HubError(f"{repo_id} is not an sslcore model: it has no encoder.keras", kind="not_found")
-    return Path(folder)
+        allow_patterns=["config.json", "*.keras"] + ([TIMM_WEIGHTS] if timm else []), library_name="sslcore",
+        library_version=_version()), attempts=attempts, backoff_seconds=backoff_seconds)
+    if (Path(folder) / "encoder.keras").exists() or (timm and (Path(folder) / TIMM_WEIGHTS).exists()):
+        return Path(folder)
+    also = f" nor timm's {TIMM_WEIGHTS}" if timm else ""
+    raise HubError(f"{repo_id} is not an sslcore model: it has no encoder.keras{also}", kind="not_found")
 
 
 def _saved_token() -> str | None:

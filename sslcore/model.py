@@ -80,10 +80,7 @@ class SSLModel(keras.Model):
 
     def feature_extractor(self) -> keras.Model:
         """Encoder that takes RGB pixels 0–255 at the run's image size: what ``encoder.keras`` holds."""
-        size = self.encoder.input.shape[1]
-        inputs = keras.Input((size, size, 3), name="pixels")
-        features = self.encoder(keras.layers.Rescaling(1 / 255.0, name="to_unit_range")(inputs), training=False)
-        return keras.Model(inputs, ops.cast(features, "float32"), name="encoder")
+        return pixel_encoder(self.encoder)
 
     def classifier(self) -> keras.Model | None:
         """Encoder + linear probe + softmax, taking pixels 0–255: what ``classifier.keras`` holds."""
@@ -93,3 +90,11 @@ class SSLModel(keras.Model):
         logits = self.linear_probe(extractor.output, training=False)
         probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(logits)
         return keras.Model(extractor.input, probabilities, name="classifier")
+
+
+def pixel_encoder(encoder: keras.Model) -> keras.Model:
+    """``encoder`` (float images in [0, 1]) taking RGB pixels 0–255 at its image size: what ``encoder.keras`` holds."""
+    size = encoder.input.shape[1]
+    inputs = keras.Input((size, size, 3), name="pixels")
+    features = encoder(keras.layers.Rescaling(1 / 255.0, name="to_unit_range")(inputs), training=False)
+    return keras.Model(inputs, ops.cast(features, "float32"), name="encoder")

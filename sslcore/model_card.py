@@ -91,6 +91,9 @@ def init_paragraph(init_source: dict) -> str:
     if init_source.get("method"):
         data = dataset_identity(str(init_source.get("data", "")))[1] if init_source.get("data") else "its own data"
         trained = f", an encoder pretrained with {init_source['method']} on {data}"
+    elif init_source.get("timm_architecture"):
+        tag = f" (`{init_source['timm_tag']}`)" if init_source.get("timm_tag") else ""
+        trained = f", timm's pretrained `{init_source['timm_architecture']}`{tag}"
     return (f"**Initialised from** {where}{trained}: this run's encoder started from its weights and continued "
             "self-supervised pretraining; the projection head and the classification head started fresh.")
 

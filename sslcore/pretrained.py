@@ -2,8 +2,9 @@
 
 A few hundred images are too few to learn features from scratch (from scratch, kNN on a 245-image folder stays at the
 majority-class rate) but enough to adapt features that already know images. ``init`` starts a run's encoder from the
-weights of another's: a local run folder, an ``encoder.keras`` file, or a model pushed with ``sslcore push``
-(``hf://OWNER/NAME``, optionally ``@REVISION``). Only the encoder is taken: the projection head, the method's own parts
+weights of another's: a local run folder, an ``encoder.keras`` file, a model pushed with ``sslcore push``
+(``hf://OWNER/NAME``, optionally ``@REVISION``), or a timm checkpoint on the Hub (``hf://timm/resnet18.a1_in1k``:
+sslcore.timm_weights; its weights fit sslcore's resnet18 at any size above 64 px, so the run's image size is free). Only the encoder is taken: the projection head, the method's own parts
 (queue, momentum encoder, prototypes) and the online probe start fresh, because they belong to the source's method and
 data, not to the features.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection
 
+from sslcore import timm_weights
 from sslcore.encoders import ENCODERS
 
 ARCHITECTURE = ("encoder", "encoder_width", "image_size")   # the settings whose weights must fit the source's
@@ -42,6 +44,8 @@ class InitSource:
     architecture: dict[str, Any]
     revision: str | None = None                       # the Hub commit the weights are from
     trained: dict[str, Any] = field(default_factory=dict)   # the source's own method and data, when it records them
+    # Weights that fit any image size from this one up (a timm checkpoint); None: only the source's own size.
+    min_image_size: int | None = None
 
     def record(self) -> dict[str, Any]:
         """What config.json (``init_source``) and the model card say the run started from."""
@@ -91,8 +95,11 @@ def resolve(source: str, *, token: str | None = None, endpoint: str | None = Non
         from sslcore import hub
 
         repo, _, revision = text[len("hf://"):].partition("@")
-        folder = hub.download(repo, token=token, endpoint=endpoint, revision=revision or None, cache_dir=cache_dir)
+        folder = hub.download(repo, token=token, endpoint=endpoint, revision=revision or None, cache_dir=cache_dir,
+                              timm=True)
         revision = folder.name   # snapshots/<commit>: the commit these weights are from, whatever was asked for
+        if timm_weights.is_timm_checkpoint(folder):
+            return _timm_source(text, folder, revision)
         path, config = folder / "encoder.keras", _read_config(folder / "config.json")
     elif os.path.isdir(text):
         from sslcore.run import Run
@@ -109,6 +116,17 @@ def resolve(source: str, *, token: str | None = None, endpoint: str | None = Non
     trained = {key: config[key] for key in ("method", "data", "epochs") if config and key in config}
     return InitSource(source=text, model=model, architecture=architecture_of(_inner_encoder(model, text)),
                       revision=revision, trained=trained)
+
+
+def _timm_source(source: str, folder: Path, revision: str) -> InitSource:
+    from sslcore.model import pixel_encoder
+
+    tensors, config = timm_weights.read(folder, source)
+    encoder = timm_weights.encoder_from(tensors, timm_weights.image_size(config), source)
+    tag = config.get("pretrained_cfg", {}).get("tag")
+    return InitSource(source=source, model=pixel_encoder(encoder), architecture=architecture_of(encoder),
+                      revision=revision, trained={"timm_architecture": config["architecture"], "timm_tag": tag},
+                      min_image_size=timm_weights.SMALLEST_IMAGE)
 
 
 def _read_config(path: Path) -> dict | None:
@@ -165,6 +183,9 @@ def adopt(config, source: InitSource, given: Collection[str] | None = None):
         value = getattr(config, name)
         if value is None or (given is not None and name not in given):
             chosen[name] = theirs[name]
+        elif name == "image_size" and source.min_image_size is not None:
+            if value < source.min_image_size:
+                conflicts.append(f"image_size {value!r} (the source's weights need at least {source.min_image_size} px)")
         elif value != theirs[name] and not (name == "encoder_width" and theirs["encoder"] == "resnet50"):
             conflicts.append(f"{name} {value!r} (the source's is {theirs[name]!r})")
     if conflicts:
