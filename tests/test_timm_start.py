@@ -98,6 +98,7 @@ def timm_start(fake_hub):  # noqa: F811 - the fixture imported above
     return "hf://timm/resnet18.test_in1k", tensors
 
 
+@pytest.mark.core   # padding and normalisation are each backend's own kernels
 def test_a_timm_checkpoint_computes_what_timm_computes(timm_start):
     source, tensors = timm_start
     start = pretrained.resolve(source)
