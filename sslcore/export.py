@@ -49,12 +49,19 @@ PREDICT_BATCH = 512
 
 
 def load_encoder(run):
-    """The encoder of a finished run (a path or RunDir), kept in memory by ``sslcore.run``."""
-    return Run(run).encoder
+    """The encoder of a finished run (a path or RunDir), kept in memory by ``sslcore.run``, or of a ``--model``."""
+    return _embedder(run).encoder
 
 
 def run_image_size(run) -> int:
-    return Run(run).image_size
+    return _embedder(run).image_size
+
+
+def _embedder(run):
+    """A run folder as a Run; an encoder given with ``--model`` (``sslcore.model_encoder``) as it is."""
+    from sslcore.model_encoder import ModelEncoder
+
+    return run if isinstance(run, ModelEncoder) else Run(run)
 
 
 def embed(encoder, images: np.ndarray, *, flip_average: bool = True, chunk: int = EMBED_CHUNK) -> np.ndarray:

@@ -1,11 +1,13 @@
 """``audit``: exact and near-duplicates, outliers, unreadable files and image-quality issues of an image folder."""
 from __future__ import annotations
 
+from sslcore.commands.encoder_flags import add_encoder_flags, describe, encoder_from
+
 
 def add_arguments(parser) -> None:
     from sslcore.audit import DEFAULT_NEIGHBORS, DEFAULT_THRESHOLD
 
-    parser.add_argument("--run", required=True, help="finished run folder (its encoder.keras embeds the images)")
+    add_encoder_flags(parser)
     parser.add_argument("--data", required=True, help="folder:PATH, flat or one subfolder per class; never modified")
     parser.add_argument("--out", required=True,
                         help="folder for duplicates.csv, outliers.csv, unreadable.csv and issues.csv (outside the image folder)")
@@ -27,7 +29,8 @@ def run(args) -> dict:
 
     if args.drop_outliers and not args.write_clean:
         raise ValueError("--drop-outliers only applies to the copy made with --write-clean DIR")
-    report = audit_folder(args.run, args.data, args.out, threshold=args.threshold, neighbors=args.neighbors,
+    encoder = encoder_from(args)
+    report = audit_folder(encoder, args.data, args.out, threshold=args.threshold, neighbors=args.neighbors,
                           flip_average=not args.no_flip_average, write_clean=args.write_clean,
                           drop_outliers=args.drop_outliers)
-    return report.summary
+    return {**report.summary, **describe(args, encoder)}

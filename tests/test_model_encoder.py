@@ -1,0 +1,88 @@
+"""``audit --model`` / ``label --model``: an encoder trained elsewhere (here a timm checkpoint on the fake Hub) embeds a
+folder as it is, with no run of this lab in between."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sslcore import cli, model_encoder
+from tests.test_init import fake_hub  # noqa: F401 - the fake Hub as HF_ENDPOINT (a fixture)
+from tests.test_timm_start import SIZE, reference_features, timm_start  # noqa: F401 - a fixture too
+
+
+def colour_folder(root, colours: dict[str, tuple[int, int, int]], count: int, size: int, seed: int = 0):
+    """``count`` noisy images of each colour, one subfolder per colour name."""
+    rng = np.random.default_rng(seed)
+    for name, colour in colours.items():
+        (root / name).mkdir(parents=True)
+        for index in range(count):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(root / name / f"{name}{index}.png")
+    return root
+
+
+def test_a_timm_checkpoint_embeds_at_another_size_exactly_as_timm_would(timm_start):  # noqa: F811
+    source, tensors = timm_start
+    own = model_encoder.load(source)
+    assert own.image_size == SIZE and own.revision
+    larger = model_encoder.load(source, image_size=96)
+    assert larger.image_size == 96 and larger.encoder.input.shape[1] == 96
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 96, 96, 3)).astype("uint8")
+    theirs = reference_features(tensors, pixels)
+    np.testing.assert_allclose(np.asarray(larger.encoder.predict(pixels, verbose=0)), theirs,
+                               rtol=1e-3, atol=1e-4 * np.abs(theirs).max())
+
+
+def test_audit_and_label_take_the_model_instead_of_a_run(timm_start, fake_hub, tmp_path, capsys):  # noqa: F811
+    source, _ = timm_start
+    folder = colour_folder(tmp_path / "photos", {"red": (200, 40, 40), "blue": (40, 60, 200)}, 8, SIZE)
+    commit = fake_hub.repos["timm/resnet18.test_in1k"].head
+
+    assert cli.main(["audit", "--model", source, "--data", f"folder:{folder}", "--out", str(tmp_path / "audit")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"] == source and summary["revision"] == commit and summary["image_size"] == SIZE
+    assert summary["images"] == 16
+    with open(tmp_path / "audit" / "outliers.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 16
+
+    examples = tmp_path / "examples"
+    for name in ("red", "blue"):
+        (examples / name).mkdir(parents=True)
+        for index in range(2):
+            Image.open(folder / name / f"{name}{index}.png").save(examples / name / f"e{index}.png")
+    out = tmp_path / "labels.csv"
+    assert cli.main(["label", "--model", source, "--data", f"folder:{folder}", "--examples", f"folder:{examples}",
+                     "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"] == source and summary["images"] == 16
+    with open(out) as handle:
+        rows = list(csv.DictReader(handle))
+    # Random weights still see colour: each image gets its own colour's label from two examples of each.
+    assert all(row["label"] == row["path"].split("/")[0] for row in rows), rows
+
+
+@pytest.mark.parametrize("model, flags, message", [
+    ("timm", ["--image-size", "32"], "--model hf://timm/resnet18.test_in1k: --image-size 32 does not fit its weights, "
+                                     "which take at least 65 px"),
+    ("/nowhere/encoder.keras", [], "--model /nowhere/encoder.keras: no such run folder or file"),
+])
+def test_a_model_that_cannot_embed_is_refused_by_name(timm_start, tmp_path, capsys, model, flags, message):  # noqa: F811
+    source, _ = timm_start
+    folder = colour_folder(tmp_path / "photos", {"grey": (128, 128, 128)}, 2, SIZE)
+    out = tmp_path / "audit"
+    assert cli.main(["audit", "--model", source if model == "timm" else model, *flags, "--data", f"folder:{folder}",
+                     "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error and not out.exists()
+
+
+def test_run_and_model_are_one_or_the_other(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["audit", "--run", str(tmp_path), "--model", "hf://timm/resnet18.a1_in1k", "--data", "folder:x",
+                  "--out", str(tmp_path / "o")])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert cli.main(["label", "--run", str(tmp_path), "--image-size", "96", "--data", f"folder:{tmp_path}",
+                     "--examples", f"folder:{tmp_path}", "--out", str(tmp_path / "l.csv")]) == 2
+    assert "--image-size only applies to --model" in capsys.readouterr().err
