@@ -98,7 +98,8 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                 "dark, light, blurry, nearly blank, of an odd size or shape, or grayscale among colour ones. The "
                 "folder is only read: reports and exports are offered for download.")
     with gr.Row():
-        run = run_dropdown("Finished run", elem_id="audit-run", scale=2)
+        run = run_dropdown("Finished run, or an encoder on the Hub (type hf://timm/resnet18.a1_in1k or USER/NAME)",
+                           elem_id="audit-run", scale=2)
         with gr.Column(scale=3):
             folder = folder_picker(context, "Image folder", own_data="the run's own images", elem_id="audit-folder")
     with gr.Row():
@@ -131,7 +132,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=5 + len(quality.CHECKS), status_at=3)
     def do_audit(run_id, folder, threshold):
         """Audit a folder with a run: duplicate pairs, outliers, CSV reports, then one gallery per quality check."""
-        report, out = run_audit(context.lab(), context.run_path(run_id), folder, threshold)
+        report, out = run_audit(context.lab(), context.embedder(run_id), folder, threshold)
         files = [report.files[name] for name in REPORTS]
         return (pair_gallery(report, threshold), outlier_gallery(report), files,
                 message_html(summary_text(report, threshold), "ok"), *issue_galleries(report),

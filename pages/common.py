@@ -71,6 +71,20 @@ class AppContext:
             return choice
         return self.run_path(choice)
 
+    def embedder(self, choice: str | None):
+        """What embeds a folder for the audit and few-label pages: a run picked from the list, or an encoder on the Hub
+        typed into it (a timm resnet18, a pushed model), loaded as it is (``sslcore.model_encoder``)."""
+        source = self.model_source(choice)
+        return _hub_encoder(str(source)) if isinstance(source, str) else source
+
+
+@functools.lru_cache(maxsize=2)
+def _hub_encoder(source: str):
+    """Kept for the next audit or labelling with the same model (building the network takes seconds)."""
+    from sslcore import model_encoder
+
+    return model_encoder.load(source if source.startswith("hf://") else f"hf://{source}")
+
 
 class _VisitorJobs:
     """The job manager as the calling visitor may use it; resolved per call, since pages keep it from build time."""

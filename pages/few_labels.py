@@ -16,6 +16,7 @@ from pages.thumbnails import SHOWN, framed, thumbnail_gallery
 from sslcore import export, labeling
 from sslcore.data import archives
 from sslcore.labs import Lab
+from sslcore.model_encoder import ModelEncoder
 from sslcore.preview import enlarge
 
 SHOWN_LABELS = 60
@@ -25,6 +26,8 @@ def resolve_folder(lab: Lab, run_path, folder: str | None) -> str:
     """The picked folder (an upload, or locally a path or an archive), or the run's own data when that is a folder."""
     if folder and folder.strip():
         return picked_folder(lab, folder)
+    if isinstance(run_path, ModelEncoder):
+        raise ValueError(f"Upload the images to look at ({run_path.source} brings no images of its own)")
     own = export.run_folder(run_path)
     if own is None:
         raise ValueError("Upload the images to look at (this run was not trained on a folder of images)")
@@ -76,7 +79,7 @@ def build(context: AppContext, run: gr.Dropdown, status: gr.Markdown, *, folder=
     @reports_errors(outputs=3, status_at=2)
     def do_label(run_id, folder, examples_folder, example_files, image_files, method):
         """A class and a confidence for every image, from a few labelled examples (kNN on the run's embeddings)."""
-        result, csv_path = run_labels(context.lab(), context.run_path(run_id), folder, examples_folder, example_files, image_files, method)
+        result, csv_path = run_labels(context.lab(), context.embedder(run_id), folder, examples_folder, example_files, image_files, method)
         shown = [(png_file(framed(enlarge(result.images[i], SHOWN))), f"{result.labels[i]} · {result.confidences[i]:.0%} · {result.paths[i]}")
                  for i in range(min(SHOWN_LABELS, len(result.labels)))]
         counts = ", ".join(f"{name}: {count}" for name, count in result.counts().items())

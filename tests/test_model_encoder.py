@@ -9,6 +9,7 @@ from PIL import Image
 
 from sslcore import cli, model_encoder
 from tests.test_init import fake_hub  # noqa: F401 - the fake Hub as HF_ENDPOINT (a fixture)
+from tests.test_labs import labelled_zip, space  # noqa: F401 - the app as a Space serves it (a fixture)
 from tests.test_timm_start import SIZE, reference_features, timm_start  # noqa: F401 - a fixture too
 
 
@@ -86,3 +87,23 @@ def test_run_and_model_are_one_or_the_other(tmp_path, capsys):
     assert cli.main(["label", "--run", str(tmp_path), "--image-size", "96", "--data", f"folder:{tmp_path}",
                      "--examples", f"folder:{tmp_path}", "--out", str(tmp_path / "l.csv")]) == 2
     assert "--image-size only applies to --model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_visitor_audits_and_labels_an_upload_with_a_hub_encoder(timm_start, space, tmp_path):  # noqa: F811
+    from gradio_client import Client, handle_file
+
+    source, _ = timm_start
+    url, _ = space
+    visitor = Client(url, verbose=False)
+    visitor.predict([handle_file(labelled_zip(tmp_path / "photos.zip", per_class=6))], api_name="/upload_data")
+    pairs, outliers, files, status, *_ = visitor.predict(source, "upload:photos", 0.9, api_name="/audit")
+    assert "12 images" in status and len(outliers) == 12, status
+    _, _, _, status, *_ = visitor.predict(source, "", 0.9, api_name="/audit")
+    assert "brings no images of its own" in status
+    # A path typed in its place is a run name, and there are none of the server's to read.
+    _, _, _, status, *_ = visitor.predict(str(tmp_path), "upload:photos", 0.9, api_name="/audit")
+    assert "is not a run id" in status and "Traceback" not in status
+    labelled, labels_file, status = visitor.predict(source, "upload:photos", "upload:photos", None, None, "knn",
+                                                    api_name="/label")
+    assert "labelled 12 images from 12 examples" in status, status
