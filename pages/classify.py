@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pages import few_labels
-from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
+from pages.common import AppContext, hub_token, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
 from pages.images import png_file
 from pages.thumbnails import gallery_css
 from sslcore import zerogpu
@@ -50,7 +50,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         """Top classes with probabilities for each uploaded image; files that are not images are reported by name."""
         paths = list(files or [])
         results = zerogpu.classify_files(context.model_source(run_id), paths, int(top_k),
-                                         names=[upload_name(path) for path in paths], token=token or None)
+                                         names=[upload_name(path) for path in paths], token=hub_token(token))
         ranked = lambda r: ", ".join(f"{p['class']} ({p['probability']:.0%})" for p in r["predictions"])
         shown = [(png_file(enlarge(r["image"], SHOWN_SIZE)), f"{r['file']} → {r['predictions'][0]['class']}")
                  for r in results if r["predictions"]]

@@ -27,6 +27,18 @@ USER_ERRORS = (ValueError, DataError, FileNotFoundError)
 FOLDER_CHOICE = "folder (path below)"
 
 
+def server_credentials_allowed() -> bool:
+    """The server's HF_TOKEN / saved login may stand in for an empty field only where the server is the user's own."""
+    return not os.environ.get("SPACE_ID")
+
+
+def hub_token(typed: str | None = None):
+    """The token to read the Hub with: the visitor's own, else the server's where it is the user's own, else none
+    (``False``: public repos only; on a shared Space the server's credentials are its owner's)."""
+    typed = (typed or "").strip()
+    return typed or (None if server_credentials_allowed() else False)
+
+
 class AppContext:
     """What every page is built with: the job manager, the Blocks, and the lab of whoever is calling.
 
@@ -75,15 +87,15 @@ class AppContext:
         """What embeds a folder for the audit and few-label pages: a run picked from the list, or an encoder on the Hub
         typed into it (a timm resnet18, a pushed model), loaded as it is (``sslcore.model_encoder``)."""
         source = self.model_source(choice)
-        return _hub_encoder(str(source)) if isinstance(source, str) else source
+        return _hub_encoder(str(source), hub_token()) if isinstance(source, str) else source
 
 
 @functools.lru_cache(maxsize=2)
-def _hub_encoder(source: str):
+def _hub_encoder(source: str, token):
     """Kept for the next audit or labelling with the same model (building the network takes seconds)."""
     from sslcore import model_encoder
 
-    return model_encoder.load(source if source.startswith("hf://") else f"hf://{source}")
+    return model_encoder.load(source if source.startswith("hf://") else f"hf://{source}", token=token)
 
 
 class _VisitorJobs:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pages.common import AppContext, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
+from pages.common import AppContext, hub_token, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
 from pages.images import gallery as png_gallery, png_file
 from sslcore import explore, plots, zerogpu
 from sslcore.preview import enlarge
@@ -96,7 +96,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=2)
     def embeddings(run_id):
         """t-SNE of a finished run's test-set embeddings, coloured by class."""
-        data = zerogpu.load_run(context.model_source(run_id))
+        data = zerogpu.load_run(context.model_source(run_id), hub_token())
         view = explore.tsne_view(data)
         figure = plots.tsne_figure(view["points"], view["labels"], data.class_names, indices=view["indices"],
                                    thumbnails=view["thumbnails"], title=f"t-SNE · {run_id}")
@@ -107,7 +107,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=3)
     def evaluation(run_id):
         """kNN accuracy of the test split and its confusion matrix."""
-        report = explore.knn_report(zerogpu.load_run(context.model_source(run_id)))
+        report = explore.knn_report(zerogpu.load_run(context.model_source(run_id), hub_token()))
         text = (f"**kNN accuracy: {report['accuracy']:.1%}** on {report['images']} test images "
                 f"(k = {report['k']}, cosine similarity, weighted vote)")
         return text, plots.confusion_figure(report["matrix"], report["class_names"]), gr.skip()
@@ -115,7 +115,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
     @reports_errors(outputs=3)
     def nearest(run_id, index, upload, k):
         """The k training images nearest to a test image (by index) or to an uploaded image."""
-        data = zerogpu.load_run(context.model_source(run_id))
+        data = zerogpu.load_run(context.model_source(run_id), hub_token())
         image = explore.decode_upload(upload, int(data.config["image_size"]), upload_name(upload)) if upload else None
         found = explore.neighbors(data, index=None if upload else index, image=image, k=int(k))
         gallery_items = [(enlarge(row["image"], SHOWN_SIZE), _caption(row)) for row in found["neighbors"]]

@@ -8,20 +8,14 @@ Space owner's, so every visitor must paste their own token.
 from __future__ import annotations
 
 import html
-import os
 
 import gradio as gr
 
-from pages.common import AppContext, message_html, refreshed_runs, run_dropdown
+from pages.common import AppContext, message_html, refreshed_runs, run_dropdown, server_credentials_allowed
 from sslcore import hub
 
 TITLE = "Hub"
 STEPS = 6   # progress fractions: token, measure, create, upload, card, done
-
-
-def server_credentials_allowed() -> bool:
-    """The server's HF_TOKEN / saved login may stand in for an empty field only where the server is the user's own."""
-    return not os.environ.get("SPACE_ID")
 
 
 def build(context: AppContext, tab: gr.Tab) -> None:

@@ -364,7 +364,8 @@ def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | 
     """A pushed model (``hf://user/name`` or ``user/name``) or a local run folder, ready to embed and classify.
 
     From the Hub only ``config.json`` and the ``.keras`` files are downloaded (into the Hugging Face cache, so a
-    second load works offline). A private repo needs a token: ``token``, else HF_TOKEN, else ``hf auth login``.
+    second load works offline). A private repo needs a token: ``token``, else HF_TOKEN, else ``hf auth login``;
+    ``token=False`` reads public repos only, without this machine's credentials (what a shared Space passes).
     """
     source = os.fspath(model)
     if is_hub_model(source):
@@ -397,13 +398,16 @@ def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, b
     from huggingface_hub import snapshot_download
 
     endpoint = resolve_endpoint(endpoint)
-    given = token.strip() if token and token.strip() else None
-    context = _Context(endpoint=endpoint, repo_id=repo_id, token=given or os.environ.get("HF_TOKEN") or _saved_token(),
+    given = token.strip() if isinstance(token, str) and token.strip() else None
+    # token=False: public repos only, never this machine's HF_TOKEN or login (a shared Space: they are its owner's).
+    anonymous = token is False and given is None
+    server_token = None if anonymous else os.environ.get("HF_TOKEN") or _saved_token()
+    context = _Context(endpoint=endpoint, repo_id=repo_id, token=given or server_token,
                        token_source="the token you gave" if given else "your HF_TOKEN / `hf auth login` token")
     if context.token is None:
         context.token_source = ""
     folder = _call(context, f"download {repo_id}", lambda: snapshot_download(
-        repo_id, revision=revision, endpoint=endpoint, token=given, cache_dir=cache_dir,
+        repo_id, revision=revision, endpoint=endpoint, token=False if anonymous else given, cache_dir=cache_dir,
         allow_patterns=["config.json", "*.keras"] + ([TIMM_WEIGHTS] if timm else []), library_name="sslcore",
         library_version=_version()), attempts=attempts, backoff_seconds=backoff_seconds)
     if (Path(folder) / "encoder.keras").exists() or (timm and (Path(folder) / TIMM_WEIGHTS).exists()):

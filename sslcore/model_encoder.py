@@ -35,10 +35,11 @@ class ModelEncoder:
         return f"ModelEncoder({self.source!r}, {self.image_size} px)"
 
 
-def load(source: str, *, image_size: int | None = None, token: str | None = None,
+def load(source: str, *, image_size: int | None = None, token: str | bool | None = None,
          cache_dir: str | None = None) -> ModelEncoder:
     """The encoder ``source`` names, at its own image size or at ``image_size`` where its weights allow one (a timm
-    checkpoint: any size from 65 px). Errors are ValueError (FileNotFoundError for a missing path) naming --model."""
+    checkpoint: any size from 65 px). ``token``: as ``sslcore.hub.load``'s (False: public repos only). Errors are
+    ValueError (FileNotFoundError for a missing path) naming --model."""
     from sslcore.hub import HubError
 
     try:

@@ -107,3 +107,30 @@ def test_a_visitor_audits_and_labels_an_upload_with_a_hub_encoder(timm_start, sp
     labelled, labels_file, status = visitor.predict(source, "upload:photos", "upload:photos", None, None, "knn",
                                                     api_name="/label")
     assert "labelled 12 images from 12 examples" in status, status
+
+
+@pytest.mark.slow
+def test_a_visitor_never_reads_a_private_model_with_the_space_owners_token(timm_start, fake_hub, space, tmp_path,  # noqa: F811
+                                                                        monkeypatch):
+    from gradio_client import Client, handle_file
+    from safetensors.numpy import save as to_safetensors
+
+    from pages.common import hub_token
+    from tests.test_init import ALICE
+    from tests.test_timm_start import random_checkpoint, timm_config
+
+    fake_hub.add_repo("alice/private-resnet", {"config.json": timm_config(),
+                                               "model.safetensors": to_safetensors(random_checkpoint(4))}, private=True)
+    monkeypatch.setenv("HF_TOKEN", ALICE)   # the Space owner's secret, as a Space with a push token would hold it
+    url, _ = space
+    assert hub_token() is False and hub_token(" hf_visitors_own ") == "hf_visitors_own"
+    visitor = Client(url, verbose=False)
+    visitor.predict([handle_file(labelled_zip(tmp_path / "photos.zip", per_class=3))], api_name="/upload_data")
+    for model in ("hf://alice/private-resnet", "alice/private-resnet"):
+        _, _, _, status, *_ = visitor.predict(model, "upload:photos", 0.9, api_name="/audit")
+        assert "alice/private-resnet" in status and "6 images" not in status, status
+        assert ALICE not in status
+    # The owner, on their own machine (no SPACE_ID), reads it with the same HF_TOKEN.
+    monkeypatch.delenv("SPACE_ID")
+    assert hub_token() is None
+    assert model_encoder.load("hf://alice/private-resnet", token=hub_token()).image_size == SIZE
