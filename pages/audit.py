@@ -63,12 +63,14 @@ def issue_label(check: str) -> str:
     return f"{check.replace('_', ' ').capitalize()}: {quality.DESCRIPTIONS[check]} under {quality.THRESHOLDS[check]}"
 
 
-def summary_text(report: audit.AuditReport, threshold: float) -> str:
+def summary_text(report: audit.AuditReport, threshold: float, *, public: bool = False) -> str:
+    """``public``: name the folder, not where the server keeps it (a Space's visitor sees their upload's name)."""
     pairs = report.pairs_above(threshold)
     exact = sum(pair.exact for pair in pairs)
     counts = report.summary["quality_issues"]
     issues = ", ".join(f"{count} {check.replace('_', ' ')}" for check, count in counts.items() if count) or "none"
-    return (f"{report.images} images in {report.root}: {exact} exact copies, {len(pairs) - exact} near-duplicate pairs "
+    where = os.path.basename(report.root) if public else report.root
+    return (f"{report.images} images in {where}: {exact} exact copies, {len(pairs) - exact} near-duplicate pairs "
             f"at similarity ≥ {threshold:.2f}, {len(report.unreadable)} unreadable file(s). "
             f"Most outlying: {', '.join(path for path, _ in report.outliers[:3])}. Quality issues: {issues}.")
 
@@ -135,7 +137,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         report, out = run_audit(context.lab(), context.embedder(run_id), folder, threshold)
         files = [report.files[name] for name in REPORTS]
         return (pair_gallery(report, threshold), outlier_gallery(report), files,
-                message_html(summary_text(report, threshold), "ok"), *issue_galleries(report),
+                message_html(summary_text(report, threshold, public=context.public), "ok"), *issue_galleries(report),
                 {"report": report, "out": out})
 
     @reports_errors(outputs=3, status_at=2)
@@ -146,7 +148,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         report = state["report"]
         files = audit.write_report(report, state["out"], threshold=float(threshold))
         return (pair_gallery(report, threshold), [files[name] for name in REPORTS],
-                message_html(summary_text(report, threshold), "ok"))
+                message_html(summary_text(report, threshold, public=context.public), "ok"))
 
     @reports_errors(outputs=2, status_at=1)
     def do_export(run_id, folder):

@@ -98,7 +98,8 @@ def test_a_visitor_audits_and_labels_an_upload_with_a_hub_encoder(timm_start, sp
     visitor = Client(url, verbose=False)
     visitor.predict([handle_file(labelled_zip(tmp_path / "photos.zip", per_class=6))], api_name="/upload_data")
     pairs, outliers, files, status, *_ = visitor.predict(source, "upload:photos", 0.9, api_name="/audit")
-    assert "12 images" in status and len(outliers) == 12, status
+    assert "12 images in photos:" in status and len(outliers) == 12, status
+    assert ".uploads" not in status   # the server's own folders stay unnamed
     _, _, _, status, *_ = visitor.predict(source, "", 0.9, api_name="/audit")
     assert "brings no images of its own" in status
     # A path typed in its place is a run name, and there are none of the server's to read.
