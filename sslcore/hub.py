@@ -400,7 +400,7 @@ def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, b
     endpoint = resolve_endpoint(endpoint)
     given = token.strip() if isinstance(token, str) and token.strip() else None
     # token=False: public repos only, never this machine's HF_TOKEN or login (a shared Space: they are its owner's).
-    anonymous = token is False and given is None
+    anonymous = token is False
     server_token = None if anonymous else os.environ.get("HF_TOKEN") or _saved_token()
     context = _Context(endpoint=endpoint, repo_id=repo_id, token=given or server_token,
                        token_source="the token you gave" if given else "your HF_TOKEN / `hf auth login` token")

@@ -27,4 +27,4 @@ def encoder_from(args):
 
 def describe(args, encoder) -> dict:
     """What a command's summary says it embedded with."""
-    return {"run": encoder} if args.run is not None else encoder.record()
+    return {"run": args.run} if args.run is not None else encoder.record()
