@@ -60,7 +60,17 @@ OWN_DEFAULTS = {"defaults": {}, "defaults_head512_tau0.05": {"method_params": {"
                 "defaults_crop0.14": {"augment_params": {"crop_scale": [0.14, 1.0]}},
                 "defaults_warmup1": {"warmup_epochs": 1.0},
                 # The batch and schedule of the 20-epoch runs where τ 0.05 + 512 head scored 0.516 (2026-12-01).
-                "defaults_batch512_constant": {"batch_size": 512, "schedule": "constant"}}
+                "defaults_batch512_constant": {"batch_size": 512, "schedule": "constant"},
+                # The same with a schedule that ends at the budget's deadline: constant, then a linear cooldown to 0
+                # over the last fifth of the steps.
+                "defaults_batch512_cooldown": {"batch_size": 512, "schedule": "cooldown"},
+                "defaults_cooldown": {"schedule": "cooldown"},
+                # Further along the two directions that won the 5-epoch screen (a lower τ, a wider head), at batch 512
+                # with a constant rate.
+                "batch512_constant_tau0.03": {"batch_size": 512, "schedule": "constant",
+                                              "method_params": {"temperature": 0.03, "hidden_dim": 512}},
+                "batch512_constant_head2048": {"batch_size": 512, "schedule": "constant",
+                                               "method_params": {"temperature": 0.05, "hidden_dim": 2048}}}
 
 
 def settings(name: str, epochs: int) -> dict:

@@ -43,6 +43,12 @@ REPLANS_PER_RUN = 50
 # How much a window's step time moves the estimate: half, so a changed machine is followed within a few windows while
 # one noisy window (another process's burst) moves the plan only half as much.
 STEP_TIME_WEIGHT = 0.5
+# The ``cooldown`` schedule's decay: the last fifth of the steps, linear to zero. A constant rate trains ten minutes of
+# SimCLR on CIFAR-10 better than a cosine (docs/benchmarks.md), and a short decay at the end gives a run a schedule that
+# ends where the budget does; Hägele et al. 2024 ("Scaling laws and compute-optimal training beyond fixed training
+# durations") found a 20 % linear cooldown matching cosine.
+COOLDOWN_FRACTION = 0.2
+SHAPES = ("cosine", "cooldown")
 
 
 @dataclass(frozen=True)
@@ -241,8 +247,17 @@ def progress(state: BudgetState, step: float) -> float:
     return float(np.clip(state.anchor_progress + (1 - state.anchor_progress) * (step - state.anchor_step) / span, 0, 1))
 
 
+def shape_factor(shape: str, progress_value, ops=np):
+    """The rate, as a fraction of the peak, at ``progress_value`` in [0, 1] through the decay: a half cosine, or
+    ``cooldown``'s constant rate that falls linearly to 0 over the last ``COOLDOWN_FRACTION`` of the progress."""
+    if shape == "cosine":
+        return 0.5 * (1.0 + ops.cos(math.pi * progress_value))
+    return ops.minimum(1.0, (1.0 - progress_value) / COOLDOWN_FRACTION)
+
+
 class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak``, then cosine decay to 0 at ``total_steps``, a length a re-plan may change mid-run.
+    """Linear warm-up to ``peak``, then a decay to 0 at ``total_steps`` (``shape``: a cosine, or a constant rate with a
+    linear cooldown at the end), over a length a re-plan may change mid-run.
 
     Why re-plan only what is left, and how: the rate is a cosine of the *progress* p through the decay, and a re-plan
     at step s keeps p(s) and spreads the rest of the decay (p(s) → 1) over the new remaining steps. The rate is then
@@ -255,10 +270,14 @@ class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
     peak at once). Without a re-plan, p is (step − warm-up) / (total − warm-up): keras's ``CosineDecay``, exactly.
 
     The anchor (s, p(s)) and the length are variables the optimizer tracks (so checkpoints keep them and compiled
-    steps read them rather than baking them in)."""
+    steps read them rather than baking them in). A run without a budget never re-plans: the same schedule with a
+    fixed length."""
 
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
-        self.peak, self.warmup_steps = float(peak), int(warmup_steps)
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, shape: str = "cosine"):
+        if shape not in SHAPES:
+            raise ValueError(f"Unknown schedule shape {shape!r}; choose one of {', '.join(SHAPES)}")
+        self.peak, self.warmup_steps, self.shape = float(peak), int(warmup_steps), shape
+        self.initial_total_steps = int(total_steps)
         variable = lambda value, name: keras.Variable(float(value), dtype="float32", trainable=False, name=name)
         self.anchor_step = variable(warmup_steps, "budget_anchor_step")
         self.anchor_progress = variable(0.0, "budget_anchor_progress")
@@ -273,23 +292,29 @@ class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
         span = keras.ops.maximum(self.total_steps - self.anchor_step, 1.0)
         progress = self.anchor_progress + (1.0 - self.anchor_progress) * (step - self.anchor_step) / span
         progress = keras.ops.clip(progress, 0.0, 1.0)
-        rate = 0.5 * self.peak * (1.0 + keras.ops.cos(math.pi * progress))
+        rate = self.peak * shape_factor(self.shape, progress, keras.ops)
         if self.warmup_steps:
             rate = keras.ops.where(step < self.warmup_steps, self.peak * step / self.warmup_steps, rate)
         return rate
 
-    def rate(self, state: BudgetState, step: int) -> float:
-        """The rate at ``step`` (0-based) with ``state``'s length and anchor, on the host (what ``__call__`` gives)."""
+    def rate(self, state: BudgetState | None, step: int) -> float:
+        """The rate at ``step`` (0-based) with ``state``'s length and anchor (None: the length it was built with, never
+        re-planned), on the host (what ``__call__`` gives)."""
         if step < self.warmup_steps:
             return self.peak * step / self.warmup_steps
-        return 0.5 * self.peak * (1.0 + math.cos(math.pi * progress(state, step)))
+        if state is None:
+            span = max(self.initial_total_steps - self.warmup_steps, 1)
+            done = float(np.clip((step - self.warmup_steps) / span, 0, 1))
+        else:
+            done = progress(state, step)
+        return float(self.peak * shape_factor(self.shape, done))
 
     def values(self, state: BudgetState) -> list[tuple[Any, float]]:
         """(variable, value) pairs that give the schedule ``state``'s length and anchor."""
         return list(zip(self.variables, (state.anchor_step, state.anchor_progress, float(state.total_steps))))
 
     def get_config(self) -> dict[str, Any]:
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "shape": self.shape,
                 "total_steps": float(keras.ops.convert_to_numpy(self.total_steps))}
 
 

@@ -12,7 +12,7 @@ from sslcore.model import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 RECORDED_EXTRAS = ("backend", "class_names", "budget_plan", "init_source")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "cooldown")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, kind: type = str, flag: str | None = None,
@@ -61,7 +61,7 @@ class TrainConfig:
     optimizer: str = setting("adam", "optimizer", flag="--optimizer", choices=OPTIMIZERS)
     learning_rate: float = setting(1e-3, "peak learning rate", kind=float, flag="--lr", minimum=0)
     weight_decay: float = setting(0.0, "weight decay (adamw, sgd)", kind=float, flag="--weight-decay", minimum=0)
-    schedule: str = setting("cosine", "learning-rate schedule", flag="--schedule", choices=SCHEDULES)
+    schedule: str = setting("cosine", "learning-rate schedule (cooldown: constant, then linear to 0 over the last fifth of the steps)", flag="--schedule", choices=SCHEDULES)
     warmup_epochs: float = setting(0.0, "linear warm-up length (epochs)", kind=float, flag="--warmup-epochs", minimum=0)
     precision: str = setting("fp32", "fp32, bf16 (mixed bfloat16) or fp16", flag="--precision", choices=PRECISIONS)
     seed: int = setting(0, "seed for weights, augmentation and data order", kind=int, flag="--seed")

@@ -67,10 +67,11 @@ class Position:
 def build_optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int, *,
                     replannable: bool = False) -> keras.optimizers.Optimizer:
     """``replannable``: a budget run's schedule, whose length re-plans change (``budget.BudgetSchedule``: the same
-    rates as ``CosineDecay`` until then; its variables are the optimizer's, so checkpoints keep them)."""
+    rates as ``CosineDecay`` until then; its variables are the optimizer's, so checkpoints keep them). ``cooldown``
+    has no keras schedule of its own, so it is a ``BudgetSchedule`` either way."""
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-    if config.schedule == "cosine" and replannable:
-        learning_rate = budget.BudgetSchedule(config.learning_rate, warmup_steps, total_steps)
+    if config.schedule in budget.SHAPES and (replannable or config.schedule == "cooldown"):
+        learning_rate = budget.BudgetSchedule(config.learning_rate, warmup_steps, total_steps, shape=config.schedule)
     elif config.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup_steps else config.learning_rate,

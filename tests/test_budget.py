@@ -161,13 +161,14 @@ def budget_run(path, machine, budget_seconds=60.0, **overrides):
 
 
 @pytest.mark.core
-@pytest.mark.parametrize("factor", [2.0, 0.5], ids=["slows-down", "speeds-up"])
-def test_the_budget_is_kept_on_a_machine_whose_speed_changes_half_way(tmp_path, monkeypatch, factor):
+@pytest.mark.parametrize("factor,schedule", [(2.0, "cosine"), (0.5, "cosine"), (2.0, "cooldown")],
+                         ids=["slows-down", "speeds-up", "slows-down-cooldown"])
+def test_the_budget_is_kept_on_a_machine_whose_speed_changes_half_way(tmp_path, monkeypatch, factor, schedule):
     """A machine that becomes twice as slow (or fast) half-way still ends within 3 % of the deadline, the schedule
     done: the run re-plans from the steps it times. (With the length fixed by the first plan, it ended at 92.0 s and
     45.6 s of 60; now at 60.25 s and 59.8 s.)"""
     machine = changing_machine(monkeypatch, factor)
-    trainer = budget_run(tmp_path / "run", machine)
+    trainer = budget_run(tmp_path / "run", machine, schedule=schedule)
     summary = trainer.fit()
     assert summary["state"] == "finished"
     assert abs(machine.now - 60.0) <= 0.03 * 60.0, f"ended at {machine.now:.1f} s of 60"
@@ -180,10 +181,17 @@ def test_the_budget_is_kept_on_a_machine_whose_speed_changes_half_way(tmp_path, 
     assert (summary["global_step"] < 0.8 * first) if factor > 1 else (summary["global_step"] > 1.2 * first)
     rates = [row["learning_rate"] for row in run.steps()]
     peak = trainer.config.learning_rate
-    assert rates[-1] < 0.01 * peak, "the cosine schedule ends with the run"
-    # Continuous across every re-plan: no step changes the rate by more than a cosine of the shortest length would.
-    steepest = peak * math.pi / 2 / min(first, summary["global_step"])
-    assert max(abs(b - a) for a, b in zip(rates, rates[1:])) <= 1.5 * steepest
+    # Continuous across every re-plan: no step changes the rate by more than a decay of the shortest length would.
+    shortest = min(first, summary["global_step"])
+    steepest = peak * math.pi / 2 / shortest if schedule == "cosine" else peak / (budget.COOLDOWN_FRACTION * shortest)
+    # The decay ends with the run: a cosine's last step is nearly 0, a linear cooldown's a step's decrement above it
+    # (here 0.07 × peak: the re-plans in the cooldown spread it over fewer steps).
+    assert rates[-1] < (0.01 if schedule == "cosine" else 0.1) * peak
+    if schedule == "cooldown":   # the peak held until the last fifth, wherever the re-plans moved it
+        assert rates[len(rates) // 2] == pytest.approx(peak) and rates[-len(rates) // 10] < peak
+    # (A cooldown re-planned within itself steepens by the ratio of the lengths left: 1.6× here. A restarted one would
+    # jump by a fifth of the peak or more.)
+    assert max(abs(b - a) for a, b in zip(rates, rates[1:])) <= (1.5 if schedule == "cosine" else 2.0) * steepest
     # The compiled step used the schedule the rows report: the optimizer's own rate at the last step is the rows'.
     trainer._train_step.sync()
     iteration = int(keras.ops.convert_to_numpy(trainer.optimizer.iterations))
@@ -229,6 +237,53 @@ def test_a_replan_keeps_the_learning_rate_continuous():
     early = budget.replan(dataclasses.replace(state, window_step=0, window_elapsed=0.0), budget_seconds=100.0,
                           elapsed=7.5, global_step=5, step_in_epoch=5, steps_per_epoch=10, warmup_steps=10)
     assert early.total_steps == 79 and (early.anchor_step, early.anchor_progress) == (10.0, 0.0)
+
+
+@pytest.mark.core
+def test_the_cooldown_schedule_holds_the_peak_then_falls_to_zero_at_the_end():
+    """``cooldown``: warm-up, the peak rate, then linear to 0 over the last fifth of the decay's progress; a re-plan
+    in the constant part or in the cooldown moves the cooldown with the new end, without a jump."""
+    measured = budget.Throughput(compile_seconds=0.0, step_seconds=1.0, eval_seconds=0.0, checkpoint_seconds=0.0)
+    plan = budget.plan(110.0, 0.0, measured, steps_per_epoch=10, batch_size=8, warmup_steps=10)
+    assert plan.steps == 110
+    state = budget.BudgetState.start(plan, 1, 0.0, warmup_steps=10)
+    schedule = budget.BudgetSchedule(1e-3, warmup_steps=10, total_steps=plan.steps, shape="cooldown")
+    expected = {0: 0.0, 5: 5e-4, 10: 1e-3, 60: 1e-3, 90: 1e-3, 95: 0.75e-3, 100: 0.5e-3, 110: 0.0}
+    assert {step: schedule.rate(state, step) for step in expected} == pytest.approx(expected, abs=1e-12)
+    assert {step: schedule.rate(None, step) for step in expected} == pytest.approx(expected, abs=1e-12), \
+        "without a budget: the length it was built with"
+    # Slower half-way (step 60, 80 s used of 110; the last 10 steps took 3 s each, the estimate moves half-way to
+    # 2 s): 30 s leave 15 steps; the progress goes 0.5 → 1 over steps 60 → 75, the peak until 0.8 (step 69), 0 at 75.
+    slower = budget.replan(dataclasses.replace(state, window_step=50, window_elapsed=50.0), budget_seconds=110.0,
+                           elapsed=80.0, global_step=60, step_in_epoch=0, steps_per_epoch=10, warmup_steps=10)
+    assert slower.total_steps == 75
+    assert schedule.rate(slower, 60) == schedule.rate(state, 60) == pytest.approx(1e-3)
+    assert schedule.rate(slower, 69) == pytest.approx(1e-3) and schedule.rate(slower, 75) == pytest.approx(0.0)
+    assert schedule.rate(slower, 72) == pytest.approx(0.5e-3)   # progress 0.9
+    # Re-planned inside the cooldown (step 100, half-way down): the rate stays, the rest of the way is re-spread.
+    longer = budget.replan(dataclasses.replace(state, window_step=90, window_elapsed=90.0, step_seconds=0.5),
+                           budget_seconds=110.0, elapsed=95.0, global_step=100, step_in_epoch=0, steps_per_epoch=10,
+                           warmup_steps=10)
+    assert longer.total_steps > 110 and schedule.rate(longer, 100) == pytest.approx(0.5e-3)
+    assert schedule.rate(longer, longer.total_steps) == pytest.approx(0.0, abs=1e-12)
+    for values in (state, slower, longer):   # the compiled schedule (variables) gives the host's rates
+        for variable, value in schedule.values(values):
+            variable.assign(value)
+        for step in (0, 9, 10, 60, 69, 72, 90, 95, 100, 104, 110):
+            assert float(keras.ops.convert_to_numpy(schedule(step))) == pytest.approx(schedule.rate(values, step),
+                                                                                       abs=1e-8)
+    with pytest.raises(ValueError, match="Unknown schedule shape 'linear'"):
+        budget.BudgetSchedule(1e-3, 0, 10, shape="linear")
+
+
+def test_a_cooldown_run_without_a_budget_logs_the_schedule_it_trained_with(tmp_path):
+    """``--schedule cooldown`` with ``--epochs``: the peak for four fifths of the steps, then linear to 0."""
+    trainer = Trainer(small_config(epochs=5, schedule="cooldown"), tmp_path / "run", dataset=small_dataset())
+    assert trainer.fit()["state"] == "finished"
+    rates = [row["learning_rate"] for row in RunDir(tmp_path / "run").steps()]
+    peak, steps = trainer.config.learning_rate, len(rates)
+    # Step i (1-based) trains at the rate of progress (i - 1) / 10: the peak up to 0.8, half of it at 0.9.
+    assert steps == 10 and rates == pytest.approx([peak] * 9 + [peak * 0.5])
 
 
 @pytest.mark.core
