@@ -17,6 +17,7 @@ from typing import Any, Callable
 import gradio as gr
 from gradio.context import LocalContext
 
+from sslcore.credentials import read_token, server_credentials_allowed  # noqa: F401 - pages.hub imports it here
 from sslcore.data import DataError, describe_sources
 from sslcore.jobs import JobManager
 from sslcore.labs import LOCAL, Lab, Labs, visitor_id
@@ -27,16 +28,10 @@ USER_ERRORS = (ValueError, DataError, FileNotFoundError)
 FOLDER_CHOICE = "folder (path below)"
 
 
-def server_credentials_allowed() -> bool:
-    """The server's HF_TOKEN / saved login may stand in for an empty field only where the server is the user's own."""
-    return not os.environ.get("SPACE_ID")
-
-
 def hub_token(typed: str | None = None):
     """The token to read the Hub with: the visitor's own, else the server's where it is the user's own, else none
     (``False``: public repos only; on a shared Space the server's credentials are its owner's)."""
-    typed = (typed or "").strip()
-    return typed or (None if server_credentials_allowed() else False)
+    return read_token(typed or None)
 
 
 class AppContext:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sslcore import credentials
 from sslcore.run import LoadedModel, Run, RunNotFinished
 
 RETRY_ATTEMPTS = 3            # tries of each Hub call that fails on the network or with a 5xx / 429
@@ -365,7 +366,8 @@ def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | 
 
     From the Hub only ``config.json`` and the ``.keras`` files are downloaded (into the Hugging Face cache, so a
     second load works offline). A private repo needs a token: ``token``, else HF_TOKEN, else ``hf auth login``;
-    ``token=False`` reads public repos only, without this machine's credentials (what a shared Space passes).
+    ``token=False`` reads public repos only, without this machine's credentials, and so does an empty token on a
+    Space, whose credentials are its owner's (``sslcore.credentials``).
     """
     source = os.fspath(model)
     if is_hub_model(source):
@@ -398,8 +400,9 @@ def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, b
     from huggingface_hub import snapshot_download
 
     endpoint = resolve_endpoint(endpoint)
-    given = token.strip() if isinstance(token, str) and token.strip() else None
-    # token=False: public repos only, never this machine's HF_TOKEN or login (a shared Space: they are its owner's).
+    # False: public repos only, never this machine's HF_TOKEN or login (asked for, or on a Space: they are its owner's).
+    token = credentials.read_token(token)
+    given = token if isinstance(token, str) else None
     anonymous = token is False
     server_token = None if anonymous else os.environ.get("HF_TOKEN") or _saved_token()
     context = _Context(endpoint=endpoint, repo_id=repo_id, token=given or server_token,

@@ -209,6 +209,18 @@ def test_private_repo_with_another_users_token(monkeypatch):
     assert "private and your token cannot read it" in str(error.value) and BOB not in str(error.value)
 
 
+def test_on_a_space_the_owners_token_never_reads_a_private_dataset(monkeypatch):
+    """On a Space HF_TOKEN is the owner's: a visitor's hf: source (loaded in the training process, which inherits
+    the server's environment) is read anonymously, so the owner's private dataset is refused."""
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    assert len(hf("alice/private").train_images) > 0, "on the owner's own machine their token reads it"
+    monkeypatch.setenv("SPACE_ID", "alice/ssl-lab")
+    with pytest.raises(DataError) as error:
+        hf("alice/private")
+    assert "this Space loads public datasets only" in str(error.value) and ALICE not in str(error.value)
+    assert len(hf("alice/shapes").train_images) > 0, "public datasets still load on a Space"
+
+
 def test_gated_repo_without_token():
     with pytest.raises(DataError) as error:
         hf("alice/gated")

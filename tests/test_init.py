@@ -191,6 +191,40 @@ def test_an_unknown_or_private_hub_model_is_a_clear_error_before_any_training(pu
     assert not [path for path in out.rglob("*") if path.is_file() and ALICE.encode() in path.read_bytes()]
 
 
+@pytest.mark.slow
+def test_on_a_space_the_owners_token_never_reads_a_private_start(pushed_start, fake_hub, tiny_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    """A Space's job manager runs `sslcore train --init SOURCE` with the server's environment, whose HF_TOKEN is the
+    Space owner's: a visitor who names the owner's private model gets an error, not the model."""
+    hub.push(tiny_run, "alice/owners-private", token=ALICE, private=True, evaluate=False, backoff_seconds=0.01)
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    monkeypatch.setenv("SPACE_ID", "alice/ssl-lab")
+    out = tmp_path / "visitor"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--init", "hf://alice/owners-private", "--max-steps", "1", "--out", str(out),
+                  "--no-progress"])
+    error = capsys.readouterr().err
+    assert exited.value.code == 1 and "alice/owners-private" in error and ALICE not in error
+    assert not out.exists()
+    assert cli.main(["train", "--init", pushed_start, "--max-steps", "1", "--out", str(out), "--no-progress"]) == 0, \
+        "public models still start a run on a Space"
+    # On the owner's own machine the same environment reads it.
+    monkeypatch.delenv("SPACE_ID")
+    assert cli.main(["train", "--init", "hf://alice/owners-private", "--max-steps", "1", "--out", str(tmp_path / "own"),
+                     "--no-progress"]) == 0
+
+
+def test_read_token_is_the_callers_own_else_anonymous_on_a_space(monkeypatch):
+    from sslcore.credentials import read_token
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert (read_token(None), read_token(" "), read_token(False), read_token(" hf_mine ")) == (None, None, False,
+                                                                                                "hf_mine")
+    monkeypatch.setenv("SPACE_ID", "alice/ssl-lab")
+    assert (read_token(None), read_token(" "), read_token(False), read_token("hf_mine")) == (False, False, False,
+                                                                                             "hf_mine")
+
+
 def test_an_empty_start_from_box_means_no_start():
     """The Train page's text box sends "" when left empty: that is no init, not a source named ""."""
     assert TrainConfig.parse({"init": "  "}).init is None and TrainConfig().init is None

@@ -5,7 +5,7 @@ or more per split (``plain_text/train-00000-of-00001.parquet``, ``data/test-*.pa
 `datasets` library: the image is a struct of encoded PNG/JPEG bytes, the label an integer, and the schema's
 ``huggingface`` metadata says which column is the Image and which the ClassLabel (with its class names). So
 huggingface_hub fetches the files (token, HF_ENDPOINT, the Hub cache and HF_HUB_OFFLINE all behave as in any
-other Hub download) and pyarrow reads them. The `datasets` package is not used: it reads these same files with
+other Hub download; on a Space public datasets only, ``sslcore.credentials``) and pyarrow reads them. The `datasets` package is not used: it reads these same files with
 pyarrow, yet `import datasets` (5.2.0) took 1.1-1.9 s here against 0.3-0.5 s for pyarrow.parquet plus
 huggingface_hub (3 runs each, 2026-12-03), and it adds four packages (datasets, dill, multiprocess, xxhash; 11 MB
 installed) to this environment.
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sslcore import credentials
 from sslcore.data.cache import CACHE_FORMAT_VERSION
 from sslcore.data.dataset import DataError, Dataset, _labelled_dataset
 from sslcore.data.decode import decode_image
@@ -125,7 +126,7 @@ def _locate(spec: _Spec) -> _Located:
 def _locate_on_hub(spec: _Spec) -> _Located:
     from huggingface_hub import HfApi
 
-    api = HfApi()
+    api = HfApi(token=credentials.read_token())
     info = api.dataset_info(spec.repo_id, revision=spec.revision)
     files = [sibling.rfilename for sibling in (info.siblings or [])] or api.list_repo_files(
         spec.repo_id, repo_type="dataset", revision=info.sha)
@@ -255,7 +256,7 @@ def _download(located: _Located, progress: bool) -> dict[str, str]:
         for path in sorted(path for paths in located.splits.values() for path in paths):
             # The branch or tag (not the sha) so the Hub cache records it in refs/ for later offline loads.
             local[path] = hf_hub_download(located.spec.repo_id, path, repo_type="dataset",
-                                          revision=located.spec.revision or located.sha,
+                                          revision=located.spec.revision or located.sha, token=credentials.read_token(),
                                           tqdm_class=None if progress else _silent_tqdm())
     except Exception as error:  # noqa: BLE001
         raise _explain(error, located.spec) from None
@@ -322,7 +323,7 @@ def _explain(error: BaseException, spec: _Spec) -> DataError:
 
     name = f"hf:{_spec_text(spec)}"
     page = f"{constants.ENDPOINT}/datasets/{spec.repo_id}"
-    has_token = _token() is not None
+    has_token = _token() is not None and credentials.server_credentials_allowed()
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(error, GatedRepoError):
         if has_token:
@@ -333,7 +334,10 @@ def _explain(error: BaseException, spec: _Spec) -> DataError:
                          f"conditions at {page}. Accept them there, then set HF_TOKEN (or run `hf auth login`).")
     if isinstance(error, RepositoryNotFoundError):
         why = ("or it is private and your token cannot read it" if has_token else
-               "or it is private and no Hugging Face token was found (set HF_TOKEN or run `hf auth login`)")
+               "or it is private and no Hugging Face token was found (set HF_TOKEN or run `hf auth login`)"
+               if credentials.server_credentials_allowed() else
+               "or it is private: this Space loads public datasets only (its credentials are its owner's); run the "
+               "lab on your own machine with your token for a private one")
         return DataError(f"{name}: there is no dataset repo {spec.repo_id!r} on {constants.ENDPOINT}, {why}. Check "
                          "the name (OWNER/NAME, as in the dataset page's URL, e.g. uoft-cs/cifar10).")
     if isinstance(error, RevisionNotFoundError):

@@ -1,0 +1,29 @@
+"""Whose Hugging Face credentials a read from the Hub may use.
+
+On the user's own machine an empty token means "mine": ``HF_TOKEN`` or the ``hf auth login`` token, as everywhere in
+the Hugging Face tools. On a Space (``SPACE_ID`` set) the server's credentials are the Space owner's, and every
+visitor's request runs with them: a visitor who names the owner's private model or dataset (as a start for training,
+an encoder for the audit, a data source) must not get it. So there a read without a token of the visitor's own is
+anonymous: public repositories only. Every Hub read in sslcore asks ``read_token`` (the pages, the training process
+a Space's job manager starts, a ZeroGPU chunk), so no caller can forget it.
+"""
+from __future__ import annotations
+
+import os
+
+SPACE_ENV = "SPACE_ID"   # set by Hugging Face in every Space's environment
+
+
+def server_credentials_allowed() -> bool:
+    """The server's HF_TOKEN / saved login may stand in for an empty field only where the server is the user's own."""
+    return not os.environ.get(SPACE_ENV)
+
+
+def read_token(given: str | bool | None = None) -> str | bool | None:
+    """The ``token`` argument for a huggingface_hub read: the caller's own token; ``False`` (anonymous) when asked
+    for, or when none is given on a Space; else None (huggingface_hub then uses this machine's credentials)."""
+    if isinstance(given, str):
+        return given.strip() or read_token(None)
+    if given is False or not server_credentials_allowed():
+        return False
+    return None
