@@ -1,7 +1,7 @@
 """Whose Hugging Face credentials a read from the Hub may use.
 
 On the user's own machine an empty token means "mine": ``HF_TOKEN`` or the ``hf auth login`` token, as everywhere in
-the Hugging Face tools. On a Space (``SPACE_ID`` set) the server's credentials are the Space owner's, and every
+the Hugging Face tools. On a Space (``SPACE_ID`` set, or ``SSLCORE_PUBLIC=1``) the server's credentials are the Space owner's, and every
 visitor's request runs with them: a visitor who names the owner's private model or dataset (as a start for training,
 an encoder for the audit, a data source) must not get it. So there a read without a token of the visitor's own is
 anonymous: public repositories only. Every Hub read in sslcore asks ``read_token`` (the pages, the training process
@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import os
 
-SPACE_ENV = "SPACE_ID"   # set by Hugging Face in every Space's environment
+SPACE_ENV = "SPACE_ID"         # set by Hugging Face in every Space's environment
+PUBLIC_ENV = "SSLCORE_PUBLIC"  # "1": any other public deployment, with a Space's rules
+
+
+def on_public_server() -> bool:
+    """A Space serves strangers; ``SSLCORE_PUBLIC=1`` gives the same rules to any other public deployment."""
+    return bool(os.environ.get(SPACE_ENV)) or os.environ.get(PUBLIC_ENV) == "1"
 
 
 def server_credentials_allowed() -> bool:
     """The server's HF_TOKEN / saved login may stand in for an empty field only where the server is the user's own."""
-    return not os.environ.get(SPACE_ENV)
+    return not on_public_server()
 
 
 def read_token(given: str | bool | None = None) -> str | bool | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sslcore import credentials
+from sslcore import credentials, download_limit
 from sslcore.run import LoadedModel, Run, RunNotFinished
 
 RETRY_ATTEMPTS = 3            # tries of each Hub call that fails on the network or with a 5xx / 429
@@ -36,11 +36,12 @@ _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class HubError(RuntimeError):
     """A push or load that failed for a reason the user can act on. The message never contains the token.
 
-    ``kind`` is one of no_token, bad_token, forbidden, not_found, network, server, no_model, no_data, bad_repo, failed
-    (and, from sslcore.deploy, bad_hardware, paid_hardware, no_app).
+    ``kind`` is one of no_token, bad_token, forbidden, not_found, network, server, no_model, no_data, bad_repo,
+    too_large (over a public server's download limit), failed (and, from sslcore.deploy, bad_hardware, paid_hardware,
+    no_app).
     """
 
-    INPUT_KINDS = ("no_token", "no_model", "no_data", "bad_repo")
+    INPUT_KINDS = ("no_token", "no_model", "no_data", "bad_repo", "too_large")
 
     def __init__(self, message: str, kind: str = "failed"):
         super().__init__(message)
@@ -409,14 +410,36 @@ def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, b
                        token_source="the token you gave" if given else "your HF_TOKEN / `hf auth login` token")
     if context.token is None:
         context.token_source = ""
+    patterns = ["config.json", "*.keras"] + ([TIMM_WEIGHTS] if timm else [])
+    if download_limit.limit_bytes() is not None:   # a public server: size the files before fetching them
+        revision = _commit_within_limit(context, repo_id, revision, patterns, token=False if anonymous else given,
+                                        attempts=attempts, backoff_seconds=backoff_seconds)
     folder = _call(context, f"download {repo_id}", lambda: snapshot_download(
         repo_id, revision=revision, endpoint=endpoint, token=False if anonymous else given, cache_dir=cache_dir,
-        allow_patterns=["config.json", "*.keras"] + ([TIMM_WEIGHTS] if timm else []), library_name="sslcore",
-        library_version=_version()), attempts=attempts, backoff_seconds=backoff_seconds)
+        allow_patterns=patterns, library_name="sslcore", library_version=_version()),
+        attempts=attempts, backoff_seconds=backoff_seconds)
     if (Path(folder) / "encoder.keras").exists() or (timm and (Path(folder) / TIMM_WEIGHTS).exists()):
         return Path(folder)
     also = f" nor timm's {TIMM_WEIGHTS}" if timm else ""
     raise HubError(f"{repo_id} is not an sslcore model: it has no encoder.keras{also}", kind="not_found")
+
+
+def _commit_within_limit(context: _Context, repo_id: str, revision: str | None, patterns: list[str], *, token,
+                         attempts: int, backoff_seconds: float) -> str:
+    """The commit ``revision`` names, once the files ``patterns`` match there fit ``download_limit``; the download then
+    asks for that commit, so the files sized are the files fetched."""
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi
+
+    info = _call(context, f"read {repo_id}", lambda: HfApi(endpoint=context.endpoint, token=token).model_info(
+        repo_id, revision=revision, files_metadata=True), attempts=attempts, backoff_seconds=backoff_seconds)
+    sizes = [sibling.size for sibling in info.siblings or []
+             if any(fnmatch(sibling.rfilename, pattern) for pattern in patterns)]
+    problem = download_limit.over_limit(repo_id, sizes)
+    if problem:
+        raise HubError(problem, kind="too_large")
+    return info.sha
 
 
 def _saved_token() -> str | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sslcore import credentials
 from sslcore.data import archives
 from sslcore.jobs import LIVE_STATES, JobManager
 from sslcore.runs import RunDir, list_runs
@@ -42,9 +43,7 @@ class AccessError(ValueError):
     """A visitor asked for something that is not theirs (or not there): a user error, shown as it is."""
 
 
-def on_public_space() -> bool:
-    """A Space serves strangers; ``SSLCORE_PUBLIC=1`` gives the same rules to any other public deployment."""
-    return bool(os.environ.get("SPACE_ID")) or os.environ.get("SSLCORE_PUBLIC") == "1"
+on_public_space = credentials.on_public_server
 
 
 def visitor_id(key: str) -> str:

@@ -398,17 +398,23 @@ class FakeHub:
                 repo = hub.add_repo(repo_id, private=private, repo_type=repo_type, sdk=sdk, hardware=hardware)
             return {"url": f"{base}/{repo.web_path}", "name": repo_id, "id": f"repo-{repo_id}"}
 
-        def info(repo: Repo, revision: str):
+        def info(repo: Repo, revision: str, request: Request):
             found = repo.snapshot(revision)
             if found is None:
                 return _error(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
             sha, files = found
+            siblings = [{"rfilename": path} for path in sorted(files)]
+            if request.query_params.get("blobs", "").lower() in ("1", "true"):   # files_metadata=True
+                siblings = [{**sibling, "size": len(stored.content), "blobId": stored.git_oid,
+                             **({"lfs": {"sha256": stored.sha256, "size": len(stored.content), "pointerSize": 134}}
+                                if stored.lfs else {})}
+                            for sibling, stored in zip(siblings, (files[path] for path in sorted(files)))]
             described = {"_id": f"repo-{repo.repo_id}", "id": repo.repo_id, "author": repo.owner, "sha": sha,
                          "private": repo.private, "disabled": False, "gated": "manual" if repo.gated else False,
                          "downloads": 0, "likes": 0,
                          "tags": [], "lastModified": "2026-11-01T00:00:00.000Z",
                          "createdAt": "2026-11-01T00:00:00.000Z",
-                         "siblings": [{"rfilename": path} for path in sorted(files)]}
+                         "siblings": siblings}
             if repo.repo_type == "spaces":
                 return {**described, "sdk": repo.sdk, "runtime": runtime(repo)}
             return {**described, "modelId": repo.repo_id}
@@ -419,12 +425,12 @@ class FakeHub:
         @app.get("/api/{repo_type}/{namespace}/{name}")
         async def repo_info(repo_type: str, namespace: str, name: str, request: Request):
             repo, failure = hub._readable(request, f"{namespace}/{name}", repo_type)
-            return failure or info(repo, "main")
+            return failure or info(repo, "main", request)
 
         @app.get("/api/{repo_type}/{namespace}/{name}/revision/{revision}")
         async def repo_info_at(repo_type: str, namespace: str, name: str, revision: str, request: Request):
             repo, failure = hub._readable(request, f"{namespace}/{name}", repo_type)
-            return failure or info(repo, unquote(revision))
+            return failure or info(repo, unquote(revision), request)
 
         @app.post("/api/spaces/{namespace}/{name}/hardware")
         async def space_hardware(namespace: str, name: str, request: Request):

@@ -221,6 +221,18 @@ def test_on_a_space_the_owners_token_never_reads_a_private_dataset(monkeypatch):
     assert len(hf("alice/shapes").train_images) > 0, "public datasets still load on a Space"
 
 
+def test_on_a_space_a_dataset_over_the_download_limit_is_refused_before_downloading(hub, monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "alice/ssl-lab")
+    monkeypatch.setenv("SSLCORE_HUB_DOWNLOAD_MB", "0.001")   # 1 KiB: smaller than either split file
+    fetched = len(downloads(hub))
+    with pytest.raises(DataError) as error:
+        hf("alice/train-only")
+    assert "hf:alice/train-only is" in str(error.value) and "SSLCORE_HUB_DOWNLOAD_MB" in str(error.value)
+    assert len(downloads(hub)) == fetched, "refused before any file was fetched"
+    monkeypatch.setenv("SSLCORE_HUB_DOWNLOAD_MB", "10")
+    assert len(hf("alice/train-only").train_images) > 0
+
+
 def test_gated_repo_without_token():
     with pytest.raises(DataError) as error:
         hf("alice/gated")

@@ -214,12 +214,39 @@ def test_on_a_space_the_owners_token_never_reads_a_private_start(pushed_start, f
                      "--no-progress"]) == 0
 
 
+@pytest.mark.slow
+def test_on_a_space_a_model_over_the_download_limit_is_refused_before_downloading(pushed_start, fake_hub, tmp_path,
+                                                                                    monkeypatch):
+    """One name typed by a visitor must not fill the Space's shared disk: the files are sized first (the Hub's file
+    metadata) and a model over SSLCORE_HUB_DOWNLOAD_MB is refused with what to do, nothing fetched."""
+    files = fake_hub.repos["alice/digits-start"].files
+    size = sum(len(files[name].content) for name in files if name.endswith((".keras", "config.json")))
+    monkeypatch.setenv("SPACE_ID", "alice/ssl-lab")
+    monkeypatch.setenv("SSLCORE_HUB_DOWNLOAD_MB", str(0.5 * size / 1024 ** 2))
+    fetched = len([record for record in fake_hub.requests if "/resolve/" in record.path])
+    with pytest.raises(hub.HubError) as error:
+        hub.download("alice/digits-start", cache_dir=tmp_path / "cache")
+    assert error.value.kind == "too_large" and error.value.exit_code == 2
+    assert "alice/digits-start is" in str(error.value) and "SSLCORE_HUB_DOWNLOAD_MB" in str(error.value)
+    assert len([record for record in fake_hub.requests if "/resolve/" in record.path]) == fetched, "nothing fetched"
+    monkeypatch.setenv("SSLCORE_HUB_DOWNLOAD_MB", str(2 * size / 1024 ** 2))
+    folder = hub.download("alice/digits-start", cache_dir=tmp_path / "cache")
+    assert folder.name == fake_hub.repos["alice/digits-start"].head and (folder / "encoder.keras").exists()
+    monkeypatch.delenv("SPACE_ID")   # the user's own machine: no limit
+    monkeypatch.setenv("SSLCORE_HUB_DOWNLOAD_MB", "0.000001")
+    assert hub.download("alice/digits-start", cache_dir=tmp_path / "own").name == folder.name
+
+
 def test_read_token_is_the_callers_own_else_anonymous_on_a_space(monkeypatch):
     from sslcore.credentials import read_token
 
     monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("SSLCORE_PUBLIC", raising=False)
     assert (read_token(None), read_token(" "), read_token(False), read_token(" hf_mine ")) == (None, None, False,
                                                                                                 "hf_mine")
+    monkeypatch.setenv("SSLCORE_PUBLIC", "1")   # any other public deployment: the same rule
+    assert (read_token(None), read_token("hf_mine")) == (False, "hf_mine")
+    monkeypatch.delenv("SSLCORE_PUBLIC")
     monkeypatch.setenv("SPACE_ID", "alice/ssl-lab")
     assert (read_token(None), read_token(" "), read_token(False), read_token("hf_mine")) == (False, False, False,
                                                                                              "hf_mine")

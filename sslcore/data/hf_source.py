@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sslcore import credentials
+from sslcore import credentials, download_limit
 from sslcore.data.cache import CACHE_FORMAT_VERSION
 from sslcore.data.dataset import DataError, Dataset, _labelled_dataset
 from sslcore.data.decode import decode_image
@@ -127,7 +127,8 @@ def _locate_on_hub(spec: _Spec) -> _Located:
     from huggingface_hub import HfApi
 
     api = HfApi(token=credentials.read_token())
-    info = api.dataset_info(spec.repo_id, revision=spec.revision)
+    sized = download_limit.limit_bytes() is not None   # a public server: the files' sizes, to refuse a huge dataset
+    info = api.dataset_info(spec.repo_id, revision=spec.revision, files_metadata=sized)
     files = [sibling.rfilename for sibling in (info.siblings or [])] or api.list_repo_files(
         spec.repo_id, repo_type="dataset", revision=info.sha)
     splits = _choose_files(files, spec, required=spec.revision is not None)
@@ -135,13 +136,18 @@ def _locate_on_hub(spec: _Spec) -> _Located:
         # Datasets stored in another format have a parquet copy that the Hub's converter made on this branch.
         converted = _Spec(spec.repo_id, "refs/convert/parquet", spec.config)
         try:
-            info = api.dataset_info(spec.repo_id, revision=converted.revision)
+            info = api.dataset_info(spec.repo_id, revision=converted.revision, files_metadata=sized)
         except Exception as error:  # noqa: BLE001 - no converted branch: report the repo's own files
             log.debug("no refs/convert/parquet for %s: %s", spec.repo_id, error)
             raise DataError(_no_parquet_message(spec, files)) from None
         converted_files = [sibling.rfilename for sibling in (info.siblings or [])]
         splits = _choose_files(converted_files, converted, required=True)
         spec = converted
+    sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or []}
+    problem = download_limit.over_limit(f"hf:{_spec_text(spec)}", [sizes.get(path) for paths in splits.values()
+                                                                   for path in paths])
+    if problem:
+        raise DataError(problem)
     return _Located(spec, info.sha, splits, None)
 
 
