@@ -70,7 +70,12 @@ OWN_DEFAULTS = {"defaults": {}, "defaults_head512_tau0.05": {"method_params": {"
                 "batch512_constant_tau0.03": {"batch_size": 512, "schedule": "constant",
                                               "method_params": {"temperature": 0.03, "hidden_dim": 512}},
                 "batch512_constant_head2048": {"batch_size": 512, "schedule": "constant",
-                                               "method_params": {"temperature": 0.05, "hidden_dim": 2048}}}
+                                               "method_params": {"temperature": 0.05, "hidden_dim": 2048}},
+                # SimCLR's colour distortion (jitter with p 0.8, grayscale 0.2) instead of the seeds' colour affine,
+                # on the strong preset's crops.
+                "batch512_constant_simclr_colour": {"batch_size": 512, "schedule": "constant", "augment_params": {
+                    "brightness": 0.0, "jitter": 0.0, "color_jitter": [0.4, 0.4, 0.4, 0.1], "color_jitter_prob": 0.8,
+                    "grayscale_prob": 0.2}}}
 
 
 def settings(name: str, epochs: int) -> dict:

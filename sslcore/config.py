@@ -61,7 +61,8 @@ class TrainConfig:
     optimizer: str = setting("adam", "optimizer", flag="--optimizer", choices=OPTIMIZERS)
     learning_rate: float = setting(1e-3, "peak learning rate", kind=float, flag="--lr", minimum=0)
     weight_decay: float = setting(0.0, "weight decay (adamw, sgd)", kind=float, flag="--weight-decay", minimum=0)
-    schedule: str = setting("cosine", "learning-rate schedule (cooldown: constant, then linear to 0 over the last fifth of the steps)", flag="--schedule", choices=SCHEDULES)
+    schedule: str = setting("cosine", "learning-rate schedule (cooldown: constant, then linear to 0 over the last "
+                            "fifth of the steps)", flag="--schedule", choices=SCHEDULES)
     warmup_epochs: float = setting(0.0, "linear warm-up length (epochs)", kind=float, flag="--warmup-epochs", minimum=0)
     precision: str = setting("fp32", "fp32, bf16 (mixed bfloat16) or fp16", flag="--precision", choices=PRECISIONS)
     seed: int = setting(0, "seed for weights, augmentation and data order", kind=int, flag="--seed")

@@ -1,9 +1,9 @@
 """Whose Hugging Face credentials a read from the Hub may use.
 
 On the user's own machine an empty token means "mine": ``HF_TOKEN`` or the ``hf auth login`` token, as everywhere in
-the Hugging Face tools. On a Space (``SPACE_ID`` set, or ``SSLCORE_PUBLIC=1``) the server's credentials are the Space owner's, and every
-visitor's request runs with them: a visitor who names the owner's private model or dataset (as a start for training,
-an encoder for the audit, a data source) must not get it. So there a read without a token of the visitor's own is
+the Hugging Face tools. On a Space (``SPACE_ID`` set, or ``SSLCORE_PUBLIC=1``) the server's credentials are the
+Space owner's, and every visitor's request runs with them: a visitor who names the owner's private model or dataset
+(as a start for training, an encoder for the audit, a data source) must not get it. So there a read without a token of the visitor's own is
 anonymous: public repositories only. Every Hub read in sslcore asks ``read_token`` (the pages, the training process
 a Space's job manager starts, a ZeroGPU chunk), so no caller can forget it.
 """

@@ -5,8 +5,8 @@ or more per split (``plain_text/train-00000-of-00001.parquet``, ``data/test-*.pa
 `datasets` library: the image is a struct of encoded PNG/JPEG bytes, the label an integer, and the schema's
 ``huggingface`` metadata says which column is the Image and which the ClassLabel (with its class names). So
 huggingface_hub fetches the files (token, HF_ENDPOINT, the Hub cache and HF_HUB_OFFLINE all behave as in any
-other Hub download; on a Space public datasets only, ``sslcore.credentials``) and pyarrow reads them. The `datasets` package is not used: it reads these same files with
-pyarrow, yet `import datasets` (5.2.0) took 1.1-1.9 s here against 0.3-0.5 s for pyarrow.parquet plus
+other Hub download; on a Space public datasets only, ``sslcore.credentials``) and pyarrow reads them. The `datasets`
+package is not used: it reads these same files with pyarrow, yet `import datasets` (5.2.0) took 1.1-1.9 s here against 0.3-0.5 s for pyarrow.parquet plus
 huggingface_hub (3 runs each, 2026-12-03), and it adds four packages (datasets, dill, multiprocess, xxhash; 11 MB
 installed) to this environment.
 
@@ -262,7 +262,8 @@ def _download(located: _Located, progress: bool) -> dict[str, str]:
         for path in sorted(path for paths in located.splits.values() for path in paths):
             # The branch or tag (not the sha) so the Hub cache records it in refs/ for later offline loads.
             local[path] = hf_hub_download(located.spec.repo_id, path, repo_type="dataset",
-                                          revision=located.spec.revision or located.sha, token=credentials.read_token(),
+                                          revision=located.spec.revision or located.sha,
+                                          token=credentials.read_token(),
                                           tqdm_class=None if progress else _silent_tqdm())
     except Exception as error:  # noqa: BLE001
         raise _explain(error, located.spec) from None
