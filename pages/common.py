@@ -17,7 +17,7 @@ from typing import Any, Callable
 import gradio as gr
 from gradio.context import LocalContext
 
-from sslcore.credentials import read_token, server_credentials_allowed  # noqa: F401 - pages.hub imports it here
+from sslcore.credentials import read_token
 from sslcore.data import DataError, describe_sources
 from sslcore.jobs import JobManager
 from sslcore.labs import LOCAL, Lab, Labs, visitor_id

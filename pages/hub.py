@@ -11,8 +11,9 @@ import html
 
 import gradio as gr
 
-from pages.common import AppContext, message_html, refreshed_runs, run_dropdown, server_credentials_allowed
+from pages.common import AppContext, message_html, refreshed_runs, run_dropdown
 from sslcore import hub
+from sslcore.credentials import server_credentials_allowed
 
 TITLE = "Hub"
 STEPS = 6   # progress fractions: token, measure, create, upload, card, done

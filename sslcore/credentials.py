@@ -33,3 +33,18 @@ def read_token(given: str | bool | None = None) -> str | bool | None:
     if given is False or not server_credentials_allowed():
         return False
     return None
+
+
+def positive_setting(name: str, default: float) -> float:
+    """A public server's numeric setting from the environment variable ``name`` (``default`` when unset), refused
+    with its name unless it is a positive number."""
+    value = os.environ.get(name)
+    if not value:
+        return float(default)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number; got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive; got {value!r}")
+    return number

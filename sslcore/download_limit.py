@@ -8,7 +8,6 @@ downloaded. On the user's own machine there is no limit: their disk, their choic
 """
 from __future__ import annotations
 
-import os
 from typing import Iterable
 
 from sslcore import credentials
@@ -22,14 +21,7 @@ def limit_bytes() -> int | None:
     """The most one load may download here: None on the user's own machine."""
     if not credentials.on_public_server():
         return None
-    value = os.environ.get(LIMIT_ENV) or str(DEFAULT_MB)
-    try:
-        megabytes = float(value)
-    except ValueError:
-        raise ValueError(f"{LIMIT_ENV} must be a number of megabytes; got {value!r}") from None
-    if megabytes <= 0:
-        raise ValueError(f"{LIMIT_ENV} must be positive; got {value!r}")
-    return int(megabytes * MB)
+    return int(credentials.positive_setting(LIMIT_ENV, DEFAULT_MB) * MB)
 
 
 def over_limit(name: str, sizes: Iterable[int | None]) -> str | None:

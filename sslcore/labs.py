@@ -59,22 +59,9 @@ class LabSettings:
 
     @classmethod
     def from_env(cls) -> "LabSettings":
-        return cls(quota_bytes=int(_number("SSLCORE_VISITOR_QUOTA_MB", 2048) * 1024 ** 2),
-                   idle_seconds=_number("SSLCORE_VISITOR_TTL_HOURS", 24) * 3600.0,
-                   max_jobs_per_visitor=max(1, int(_number("SSLCORE_VISITOR_MAX_JOBS", 1))))
-
-
-def _number(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return float(default)
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number; got {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"{name} must be positive; got {value!r}")
-    return number
+        return cls(quota_bytes=int(credentials.positive_setting("SSLCORE_VISITOR_QUOTA_MB", 2048) * 1024 ** 2),
+                   idle_seconds=credentials.positive_setting("SSLCORE_VISITOR_TTL_HOURS", 24) * 3600.0,
+                   max_jobs_per_visitor=max(1, int(credentials.positive_setting("SSLCORE_VISITOR_MAX_JOBS", 1))))
 
 
 class Labs:
