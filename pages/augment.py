@@ -8,11 +8,14 @@ import gradio as gr
 from pages import images as image_files
 from pages.common import AppContext, data_source, data_source_picker, message_html, reports_errors, upload_name
 from sslcore import preview
-from sslcore.augment import PRESETS
+from sslcore.augment import DEFAULT_PRESET, PRESETS
 from sslcore.explore import decode_upload
 
 TITLE = "Augment"
-PRESET_NAMES = tuple(PRESETS)   # weak, strong, simclr
+PRESET_NAMES = tuple(PRESETS)   # weak, strong, simclr, contrastive
+# The custom grid beside the training default (where its sliders start), then the other presets.
+GRID_ROWS = (("custom", DEFAULT_PRESET), tuple(name for name in PRESET_NAMES if name != DEFAULT_PRESET))
+CAPTIONS = {"custom": "custom: the sliders below", DEFAULT_PRESET: f"{DEFAULT_PRESET} preset (training's default)"}
 CONTROLS_PER_ROW = 4
 # Previews by their inputs (the resolved data source, never the name a visitor picked: upload:NAME is per visitor).
 # Every new visitor's page asks for the same default preview on arrival; it is computed once per server.
@@ -63,7 +66,7 @@ def warm_default_preview() -> None:
     """Compute what every new visitor's page asks for on arrival (digits, seed 0), so the first one waits no more than
     the next; ``python app.py`` calls it in the background at start."""
     try:
-        preview_grids("digits", None, 4, 4, 64, 0, preview.control_values("strong"))
+        preview_grids("digits", None, 4, 4, 64, 0, preview.control_values(DEFAULT_PRESET))
     except Exception:  # noqa: BLE001 - a warm-up only; the first visitor computes it then
         pass
 
@@ -85,19 +88,19 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id="augment-status")
             images = {}
-            for row in (("custom", "weak"), ("strong", "simclr")):
+            for row in GRID_ROWS:
                 with gr.Row():
                     for name in row:
                         with gr.Column(min_width=200):
                             # A caption above rather than Gradio's label badge, which would cover the originals.
-                            gr.Markdown(f"**{'custom: the sliders below' if name == 'custom' else name + ' preset'}**")
+                            gr.Markdown(f"**{CAPTIONS.get(name, name + ' preset')}**")
                             images[name] = gr.Image(show_label=False, format="png", elem_id=f"augment-{name}",
                                                     buttons=["download", "fullscreen"])
-            custom, presets = images.pop("custom"), images
+            custom, presets = images.pop("custom"), [images[name] for name in PRESET_NAMES]
     with gr.Accordion("Custom augmentation: every AugmentConfig setting", open=True):
-        start_from = gr.Dropdown(list(PRESET_NAMES), value="strong", label="Load a preset into the sliders")
+        start_from = gr.Dropdown(list(PRESET_NAMES), value=DEFAULT_PRESET, label="Load a preset into the sliders")
         controls = {}
-        specs = preview.augment_controls("strong")
+        specs = preview.augment_controls(DEFAULT_PRESET)
         for first in range(0, len(specs), CONTROLS_PER_ROW):
             with gr.Row():
                 for control in specs[first: first + CONTROLS_PER_ROW]:
@@ -121,7 +124,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         return preview_grids(data_source(context, dataset, folder), upload, images, draws, image_size, seed, settings,
                              presets=False)
 
-    all_outputs = [custom, *presets.values(), status]
+    all_outputs = [custom, *presets, status]
     event = dict(inputs_kwargs={**common_inputs, **controls}, concurrency_id="preview", concurrency_limit=PREVIEW_LIMIT,
                  trigger_mode="always_last", show_progress="minimal")
     gr.on([dataset.change, folder.submit, upload.change, count.release, draws.release, image_size.release, seed.submit,

@@ -18,7 +18,7 @@ from pages.common import (AppContext, api_errors, browser_secret, run_state, dat
                           message_html, refreshed_runs, register_visitor, reports_errors, run_dropdown)
 from sslcore import BACKEND, chunks, finetune, jobs, plots, zerogpu
 from sslcore.backend import installed_backends
-from sslcore.config import TrainConfig
+from sslcore.config import AUTO_BATCH_SIZE, TrainConfig
 from sslcore.methods import METHODS
 
 TITLE = "Train"
@@ -37,8 +37,9 @@ FORM_SETTINGS = ("encoder", "image_size", "batch_size", "epochs", "budget_minute
 LABELS = {"image_size": "Image size (px)", "learning_rate": "Learning rate", "augment": "Augmentation preset",
           "log_every_steps": "Chart update every N steps", "budget_minutes": "Or train for N minutes",
           "init": "Start from a pretrained encoder (optional)"}
-# Optional numbers the form shows as 0 when unset (a budget of 0 minutes means "no budget, use the epochs").
-UNSET_BY_ZERO = ("budget_minutes",)
+# Optional numbers the form shows as 0 when unset, and what the 0 means.
+UNSET_BY_ZERO = {"budget_minutes": "0: train for the epochs above",
+                 "batch_size": f"0: {AUTO_BATCH_SIZE}, or a quarter of a smaller training set"}
 SETTINGS = {row["name"]: row for row in TrainConfig.describe()}
 
 
@@ -56,7 +57,8 @@ def setting_control(row: dict, public: bool = False):
         hint = SPACE_HINTS.get(row["name"], row["help"]) if public else row["help"]
         return gr.Textbox(row["default"] or "", label=label, info=hint)
     if row["name"] in UNSET_BY_ZERO:   # a number box cannot be empty: Gradio sends 0 for it
-        return gr.Number(0, label=label, info=f"{row['help']} (0: train for the epochs above)")
+        return gr.Number(0, precision=0 if row["kind"] is int else None, label=label,
+                         info=f"{row['help'].split(';')[0]} ({UNSET_BY_ZERO[row['name']]})")
     # The range goes in the hint, not in gr.Number's own bounds: Gradio refuses an out-of-range number with a
     # toast that names no setting, where TrainConfig.validate says which setting and why in the status box.
     low, high = row["minimum"], row["maximum"]

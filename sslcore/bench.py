@@ -44,10 +44,10 @@ def device_name() -> str:
 
 
 def run_benchmark(config: TrainConfig, steps: int = 50, warmup_steps: int = 3, num_images: int = 10000) -> dict:
-    trainer = Trainer(config, dataset=synthetic_dataset(config.image_size, max(num_images, config.batch_size)))
+    trainer = Trainer(config, dataset=synthetic_dataset(config.image_size, max(num_images, config.batch_size or 0)))
     compile_started = time.perf_counter()
     trainer.prepare()
-    data = trainer.dataset
+    config, data = trainer.config, trainer.dataset   # the batch size resolved for the data
     step = make_train_step(trainer.model, trainer.optimizer, DeviceData.from_numpy(data.train_images, data.train_labels),
                            config.jit_compile)
     rng = np.random.default_rng(0)

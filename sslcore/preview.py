@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sslcore.augment import PRESETS, AugmentConfig, Augmenter, augment, resolve_config
+from sslcore.augment import DEFAULT_PRESET, PRESETS, AugmentConfig, Augmenter, augment, resolve_config
 
 # Names for the parts of tuple-valued fields; a pair is (min, max) unless named here.
 _PART_NAMES = {"color_jitter": ("brightness", "contrast", "saturation", "hue")}
@@ -28,7 +28,7 @@ _RANGES = {
 }
 
 
-def augment_controls(preset: str = "strong") -> list[dict[str, Any]]:
+def augment_controls(preset: str = DEFAULT_PRESET) -> list[dict[str, Any]]:
     """One control per number or switch of AugmentConfig: name, label, kind, range and the preset's value."""
     config = PRESETS[preset]
     controls = []
@@ -55,7 +55,7 @@ def config_from_controls(values: dict[str, Any]) -> AugmentConfig:
     """The AugmentConfig that a set of control values describes (ValueError naming the field if it cannot)."""
     fields = {}
     for field in dataclasses.fields(AugmentConfig):
-        default = getattr(PRESETS["strong"], field.name)
+        default = getattr(PRESETS[DEFAULT_PRESET], field.name)
         if isinstance(default, tuple):
             parts = _PART_NAMES.get(field.name, ("min", "max"))
             fields[field.name] = tuple(float(values.get(f"{field.name}_{part}", default[i])) for i, part in enumerate(parts))
@@ -90,7 +90,7 @@ def _preset_name(config: AugmentConfig) -> str | None:
 class _TracedAugment:
     """One preset's augmentation as a TensorFlow graph, seeded per call exactly as a fresh ``Augmenter(seed=...)``.
 
-    Every visitor's preview draws the three presets (and the custom grid starts as "strong"); run eagerly each costs
+    Every visitor's preview draws each preset (and the custom grid starts as the default one); run eagerly each costs
     15-27 ms of op dispatch for 16 views at 64 px, traced about 5 ms (measured on 2 CPU cores). Custom settings stay
     eager: a dragged slider makes a new config at every step, and tracing one costs more than running it once.
     """

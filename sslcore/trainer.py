@@ -149,6 +149,7 @@ class Trainer:
         if self.dataset is None:
             self.dataset = load_run_data(config.to_dict(), progress=self.loading_progress)
         data = self.dataset
+        config.resolve_for(len(data.train_images), keras.backend.backend())
         config.validate(len(data.train_images))
         self.steps_per_epoch = len(data.train_images) // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs

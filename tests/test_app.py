@@ -74,7 +74,7 @@ def test_every_named_endpoint_is_public(client):
 
 def test_preview_returns_the_custom_grid_and_one_per_preset(client):
     *grids, status = client.predict(upload=None, images=2, draws=3, image_size=32, seed=4, api_name="/preview")
-    assert len(grids) == 4 and "2 image(s) at 32 px" in status
+    assert len(grids) == 5 and "2 image(s) at 32 px" in status   # the sliders' grid, weak, strong, simclr, contrastive
     sizes = {Image.open(grid).size for grid in grids}
     assert sizes == {(4 * (96 + 4) + 4, 2 * (96 + 4) + 4)}
 

@@ -53,10 +53,11 @@ def test_identical_previews_from_many_visitors_all_succeed_and_match(server):
         for thread in threads:
             thread.join(timeout=120)
         assert not errors, errors
-        grids = [[np.asarray(Image.open(path)) for path in result[:4]] for result in results]
+        *_, status = results[0]
+        grids = [[np.asarray(Image.open(path)) for path in result[:-1]] for result in results]
         for other in grids[1:]:
             assert all(np.array_equal(a, b) for a, b in zip(grids[0], other))
-        assert all("4 image(s) at 64 px, seed" in result[4] for result in results)
+        assert all("4 image(s) at 64 px, seed" in result[-1] for result in results), status
     assert augment.PREVIEW_CACHE.misses - misses_before == 2   # one computation per distinct preview
 
 
@@ -83,7 +84,7 @@ def test_the_default_preview_is_computed_once_for_many_callers(monkeypatch, tmp_
     real = augment.preview.preview_augmentations
     monkeypatch.setattr(augment.preview, "preview_augmentations",
                         lambda *args, **kwargs: calls.append(args[1]) or real(*args, **kwargs))
-    settings = augment.preview.control_values("strong")
+    settings = augment.preview.control_values("contrastive")
     ask = lambda source="digits", seed=0: augment.preview_grids(source, None, 4, 4, 64, seed, settings)
     answers = []
     threads = [threading.Thread(target=lambda: answers.append(ask())) for _ in range(VISITORS)]
@@ -91,13 +92,13 @@ def test_the_default_preview_is_computed_once_for_many_callers(monkeypatch, tmp_
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(calls) == 4 and cache.misses == 1 and cache.hits == VISITORS - 1   # the custom grid + 3 presets
+    assert len(calls) == 5 and cache.misses == 1 and cache.hits == VISITORS - 1   # the custom grid + 4 presets
     assert len({answer for answer in answers}) == 1
-    paths = answers[0][:4]
+    paths = answers[0][:5]
     assert all(path.endswith(".png") and images.IMAGE_ROOT in images.Path(path).parents for path in paths)
     # Another seed, or the same name resolved to another visitor's folder, is another preview.
     ask(seed=1)
-    assert len(calls) == 8
+    assert len(calls) == 10
     assert cache.misses == 2
 
 

@@ -266,7 +266,8 @@ def small_dataset(count=16, size=32):
 
 
 def small_config(**overrides):
-    return tiny_config(encoder_width=16, batch_size=8, knn_bank_size=8, eval_size=8, log_every_steps=1, **overrides)
+    return tiny_config(**{"encoder_width": 16, "batch_size": 8, "knn_bank_size": 8, "eval_size": 8, "log_every_steps": 1,
+                          **overrides})
 
 
 def test_keep_checkpoints_prunes_all_but_the_newest(tmp_path):
@@ -310,18 +311,21 @@ def learning_rates(config, steps):
 
 
 def test_schedules_cosine_with_linear_warm_up_and_constant():
-    _, cosine = learning_rates(tiny_config(epochs=4, learning_rate=0.1), 40)
+    _, cosine = learning_rates(tiny_config(epochs=4, learning_rate=0.1, schedule="cosine"), 40)
     assert cosine[0] == pytest.approx(0.1) and cosine[20] == pytest.approx(0.05, abs=1e-6) and cosine[40] == pytest.approx(0)
     assert all(a >= b for a, b in zip(cosine, cosine[1:])), "cosine only decays"
-    _, warm = learning_rates(tiny_config(epochs=4, learning_rate=0.1, warmup_epochs=1), 40)   # 10 warm-up steps
+    _, warm = learning_rates(tiny_config(epochs=4, learning_rate=0.1, warmup_epochs=1, schedule="cosine"), 40)   # 10 warm-up steps
     assert warm[0] == pytest.approx(0) and warm[5] == pytest.approx(0.05) and warm[10] == pytest.approx(0.1)
     assert warm[25] == pytest.approx(0.05, abs=1e-6) and warm[40] == pytest.approx(0, abs=1e-7)
     _, constant = learning_rates(tiny_config(epochs=4, learning_rate=0.1, schedule="constant"), 40)
     assert constant == pytest.approx([0.1] * 41)
+    # The default: the peak for four fifths of the steps, then linear to 0 at the last.
+    _, cooldown = learning_rates(tiny_config(epochs=4, learning_rate=0.1), 40)
+    assert cooldown[:33] == pytest.approx([0.1] * 33) and cooldown[36] == pytest.approx(0.05) and cooldown[40] == pytest.approx(0)
 
 
 def test_the_step_rows_record_the_scheduled_learning_rate(tmp_path):
-    config = small_config(epochs=2, learning_rate=0.01, warmup_epochs=1)   # 4 steps: 2 warming up, 2 decaying
+    config = small_config(epochs=2, learning_rate=0.01, warmup_epochs=1, schedule="cosine")   # 4 steps: 2 warming up, 2 decaying
     Trainer(config, tmp_path / "run", dataset=small_dataset()).fit()
     rates = [row["learning_rate"] for row in RunDir(tmp_path / "run").steps()]
     assert rates == pytest.approx([0.0, 0.005, 0.01, 0.005], abs=1e-7)
@@ -367,6 +371,24 @@ def test_impossible_settings_are_rejected_before_any_work(tmp_path, overrides, m
     with pytest.raises(ValueError, match=message):
         Trainer(tiny_config(**overrides), tmp_path / "run").fit()
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_an_unset_batch_size_is_512_or_a_quarter_of_a_small_training_set():
+    from sslcore.config import automatic_batch_size
+
+    assert [automatic_batch_size(n) for n in (40000, 2048, 1438, 245, 16, 3)] == [512, 512, 256, 32, 4, 2]
+
+
+def test_a_run_keeps_the_batch_size_it_chose_for_its_data(tmp_path):
+    """Unset, the batch fits the data (16 images: 4, so 4 steps an epoch) and config.json keeps it for resumes."""
+    run = RunDir(tmp_path / "run")
+    Trainer(small_config(epochs=1, batch_size=None), run.path, dataset=small_dataset(16)).fit()
+    assert run.config()["batch_size"] == 4
+    assert [row["step"] for row in run.steps()][-1] == 4
+    # So does the precision "auto" chose for this device.
+    from sslcore.backend import default_precision
+
+    assert run.config()["precision"] == default_precision(keras.backend.backend())[0]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
