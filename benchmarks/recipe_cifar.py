@@ -29,7 +29,7 @@ from audit_cifar import cifar  # noqa: E402
 
 # The seeds' recipe (keras.io SimCLR: BENCHMARKS.md's bare loop): Adam at a constant 1e-3, batch 512, NT-Xent τ 0.1,
 # a 128-128 head without batch norm, the seeds' strong augmentation. Candidates change one family of settings each.
-SEEDS = {"batch_size": 512, "learning_rate": 1e-3, "schedule": "constant", "augment": "strong",
+SEEDS = {"batch_size": 512, "learning_rate": 1e-3, "schedule": "constant", "augment": "strong", "precision": "fp32",
          "method_params": {"temperature": 0.1, "hidden_dim": 128, "head_batch_norm": False, "hidden_layers": 1}}
 RECIPES = {
     "seeds": {},
@@ -50,13 +50,15 @@ RECIPES = {
 DEFAULT_RECIPE = "head512_tau0.05"  # what sslcore ships as SimCLR's defaults (tests/test_methods.py checks)
 MERGED = ("method_params", "augment_params")
 # sslcore's defaults before issue 18's switch: batch 256, a cosine schedule, the seeds' "strong" augmentation. The
-# recipes screened against them keep them, so that each name still trains what docs/benchmarks.md measured.
-BEFORE = {"batch_size": 256, "schedule": "cosine", "augment": "strong"}
+# recipes screened against them keep them, so that each name still trains what docs/benchmarks.md measured (all in
+# fp32: "auto" precision came later).
+BEFORE = {"batch_size": 256, "schedule": "cosine", "augment": "strong", "precision": "fp32"}
 SIMCLR_COLOUR = {"brightness": 0.0, "jitter": 0.0, "color_jitter": [0.4, 0.4, 0.4, 0.1], "color_jitter_prob": 0.8,
                  "grayscale_prob": 0.2}
 # Not the seeds' recipe with a change: sslcore's own defaults for every setting but those named. "defaults" is what
 # sslcore ships now: an unset batch (512 on CIFAR-10), the cooldown schedule, the "contrastive" augmentation
-# (`strong`'s crops with SimCLR's colour distortion), τ 0.05 and a 512-wide head.
+# (`strong`'s crops with SimCLR's colour distortion), τ 0.05 and a 512-wide head, precision "auto" (bf16 on a CPU with
+# AMX under TensorFlow, else fp32).
 OWN_DEFAULTS = {"defaults": {}, "defaults_before_18": BEFORE,
                 # Mixed bfloat16: 1.6× the images a second at 32 px on a CPU with AMX (TensorFlow's oneDNN).
                 "defaults_bf16": {"precision": "bf16"}, "defaults_fp32": {"precision": "fp32"},
@@ -137,7 +139,9 @@ def main() -> None:
         result = {
             "recipe": name, "settings": recipe, "train_seconds": round(seconds, 1),
             "images_per_second": summary["images_per_second"], "stop_reason": summary["stop_reason"],
-            "images_seen": summary["global_step"] * config.batch_size, "max_minutes": args.max_minutes,
+            "images_seen": summary["global_step"] * trainer.config.batch_size, "max_minutes": args.max_minutes,
+            # What the settings left to the run became on this machine (batch size, "auto" precision).
+            "batch_size": trainer.config.batch_size, "precision": trainer.config.precision,
             "budget_minutes": args.budget_minutes,
             "budget_plan": trainer.plan.to_dict() if getattr(trainer, "plan", None) else None,
             # The length the re-plans ended with (the first plan is budget_plan) and what they last estimated.

@@ -19,6 +19,7 @@ from sslcore.heads import linear_probe
 from sslcore.methods import method_class
 
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+MIXED_POLICIES = ("mixed_bfloat16", "mixed_float16")
 
 
 @contextlib.contextmanager
@@ -90,6 +91,34 @@ class SSLModel(keras.Model):
         logits = self.linear_probe(extractor.output, training=False)
         probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(logits)
         return keras.Model(extractor.input, probabilities, name="classifier")
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` rebuilt with every layer in float32, holding the same weights: what a mixed-precision run exports, so
+    the saved model computes in full precision wherever it is loaded (bf16 is slow on a CPU without AMX, and its
+    rounding differs between backends). A float32 model is returned as it is."""
+    config = keras.saving.serialize_keras_object(model)
+    if not _mentions_mixed_policy(config):
+        return model
+    copy = keras.saving.deserialize_keras_object(_in_float32(config))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _mentions_mixed_policy(value) -> bool:
+    if isinstance(value, dict):
+        return any(_mentions_mixed_policy(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_mentions_mixed_policy(item) for item in value)
+    return value in MIXED_POLICIES
+
+
+def _in_float32(value):
+    if isinstance(value, dict):
+        return {key: _in_float32(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_in_float32(item) for item in value]
+    return "float32" if value in MIXED_POLICIES else value
 
 
 def pixel_encoder(encoder: keras.Model) -> keras.Model:

@@ -24,7 +24,7 @@ from sslcore.config import TrainConfig
 from sslcore.data import Dataset
 from sslcore.run import load_run_data
 from sslcore.distribute import check_batch_size, check_hosts_agree, data_parallel
-from sslcore.model import SSLModel
+from sslcore.model import SSLModel, float32_copy
 from sslcore.runs import RunDir, process_started_at, write_json_atomic
 from sslcore.steps import DeviceData, make_train_step, to_host
 
@@ -620,10 +620,11 @@ class Trainer:
         encoder_path, classifier_path = self.run.encoder_path, self.run.classifier_path
         if folder is not None:
             encoder_path, classifier_path = folder / encoder_path.name, folder / classifier_path.name
-        self.model.feature_extractor().save(encoder_path)
+        # A mixed-precision run exports float32 models (sslcore.model.float32_copy): full precision wherever they load.
+        float32_copy(self.model.feature_extractor()).save(encoder_path)
         classifier = self.model.classifier()
         if classifier is not None:
-            classifier.save(classifier_path)
+            float32_copy(classifier).save(classifier_path)
 
     def _status(self, state: str, message: str, **progress) -> None:
         if self.run:

@@ -364,7 +364,9 @@ def test_validate_catches_mutation_after_construction():
 
 def test_presets_and_overrides():
     assert augment_config("weak").crop_scale == (0.75, 1.0) and augment_config("weak").brightness == 0.3
-    assert augment_config().crop_scale == (0.25, 1.0) and augment_config().jitter == 0.2
+    assert augment_config("strong").crop_scale == (0.25, 1.0) and augment_config("strong").jitter == 0.2
+    default = augment_config()   # "contrastive": strong's crops, SimCLR's colour distortion
+    assert default.crop_scale == (0.25, 1.0) and default.jitter == 0.0 and default.color_jitter_prob == 0.8
     simclr = augment_config("simclr")
     assert simclr.crop_scale == (0.08, 1.0) and simclr.crop_ratio == pytest.approx((3 / 4, 4 / 3))
     assert simclr.color_jitter == (0.4, 0.4, 0.4, 0.1) and simclr.grayscale_prob == 0.2 and simclr.brightness == 0.0

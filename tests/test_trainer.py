@@ -296,8 +296,24 @@ def test_mixed_precision_trains_in_the_low_precision_with_float32_weights(tmp_pa
     summary = trainer.fit()
     assert summary["state"] == "finished" and np.isfinite(summary["loss"])
     assert any(not np.array_equal(a, b) for a, b in zip(before, weights(trainer))), "the weights were trained"
-    encoder = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
-    assert encoder.predict(small_dataset().test_images[:2].astype("float32"), verbose=0).dtype == np.float32
+    # The exports compute in float32 (the same on every backend and CPU) with the trained weights.
+    pixels = small_dataset().test_images[:4].astype("float32")
+    for name, in_training in (("encoder", trainer.model.feature_extractor()), ("classifier", trainer.model.classifier())):
+        exported = keras.saving.load_model(tmp_path / "run" / f"{name}.keras")
+        policies = {layer.dtype_policy.name for layer in _all_layers(exported)}
+        assert policies == {"float32"}, f"{name}.keras computes in {policies}"
+        low, full = in_training.predict(pixels, verbose=0), exported.predict(pixels, verbose=0)
+        assert full.dtype == np.float32
+        np.testing.assert_allclose(full, low, atol=0.05 * np.abs(full).max())   # the same model, rounded differently
+        if name == "encoder":
+            assert not np.array_equal(full, low), "the export is not the low-precision model itself"
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def learning_rates(config, steps):
