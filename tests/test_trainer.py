@@ -398,7 +398,7 @@ def test_an_unset_batch_size_is_512_or_a_quarter_of_a_small_training_set():
 def test_a_run_keeps_the_batch_size_it_chose_for_its_data(tmp_path):
     """Unset, the batch fits the data (16 images: 4, so 4 steps an epoch) and config.json keeps it for resumes."""
     run = RunDir(tmp_path / "run")
-    Trainer(small_config(epochs=1, batch_size=None), run.path, dataset=small_dataset(16)).fit()
+    Trainer(small_config(epochs=1, batch_size=None, precision="auto"), run.path, dataset=small_dataset(16)).fit()
     assert run.config()["batch_size"] == 4
     assert [row["step"] for row in run.steps()][-1] == 4
     # So does the precision "auto" chose for this device.
