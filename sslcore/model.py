@@ -98,19 +98,12 @@ def float32_copy(model: keras.Model) -> keras.Model:
     the saved model computes in full precision wherever it is loaded (bf16 is slow on a CPU without AMX, and its
     rounding differs between backends). A float32 model is returned as it is."""
     config = keras.saving.serialize_keras_object(model)
-    if not _mentions_mixed_policy(config):
+    in_float32 = _in_float32(config)
+    if in_float32 == config:
         return model
-    copy = keras.saving.deserialize_keras_object(_in_float32(config))
+    copy = keras.saving.deserialize_keras_object(in_float32)
     copy.set_weights(model.get_weights())
     return copy
-
-
-def _mentions_mixed_policy(value) -> bool:
-    if isinstance(value, dict):
-        return any(_mentions_mixed_policy(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_mentions_mixed_policy(item) for item in value)
-    return value in MIXED_POLICIES
 
 
 def _in_float32(value):
