@@ -1,6 +1,6 @@
 """``sslcore audit`` beside fastdup, cleanvision and imagededup, on the same folders (``docs/audit.md`` has the table).
 
-    audit_peers.py --peer-python /work/peers-venv/bin/python --work /tmp/audit_peers [--run RUN] [--epochs 30]
+    audit_peers.py --peer-python /work/peers-venv/bin/python --work /tmp/audit_peers [--run RUN] [--init RUN] [--epochs 30]
 
 The peers are **not** dependencies of sslcore: install them into a separate virtual environment (they pin numpy,
 torch and others) and name its interpreter with ``--peer-python``::
@@ -32,7 +32,9 @@ What is measured, per folder and tool (one JSON line each, then a table):
 
 sslcore is audited with a run trained on the folder itself (``--epochs``, 32 px, SimCLR convnet: the user's path)
 and, with ``--run``, with an existing run (e.g. the 6-epoch CIFAR-10 run of ``audit_cifar.py train``, which never saw
-the held-out images).
+the held-out images). With ``--init RUN`` it is also audited with a run trained on the folder that starts from RUN's
+encoder (``sslcore train --init``: continued self-supervised pretraining, the route for a folder of a few hundred
+images).
 """
 from __future__ import annotations
 
@@ -251,11 +253,12 @@ def peer_main(tool: str, folder: str, scratch: str, out: str) -> None:
 # ---------------------------------------------------------------------------------------------- sslcore (subprocess)
 
 
-def train_run(folder: str, run: str, epochs: int) -> float:
+def train_run(folder: str, run: str, epochs: int, init: str | None = None) -> float:
     started = time.perf_counter()
+    # From a start (--init), the run takes the start's encoder and image size.
+    start = ["--init", init] if init else ["--image-size", "32"]
     subprocess.run([sys.executable, "-m", "sslcore", "train", "--data", f"folder:{folder}", "--epochs", str(epochs),
-                    "--image-size", "32", "--out", run, "--no-progress"], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
+                    *start, "--out", run, "--no-progress"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -351,6 +354,8 @@ def main() -> None:
     parser.add_argument("--work", required=True, help="new folder for the image folders, runs and results")
     parser.add_argument("--run", help="also audit with this existing run (e.g. audit_cifar.py train's)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the run trained on each folder (0: none)")
+    parser.add_argument("--init", help="also train a run on each folder that starts from this run's encoder "
+                                       "(continued pretraining: sslcore train --init)")
     parser.add_argument("--side", type=int, default=128)
     parser.add_argument("--tools", default="sslcore," + ",".join(PEERS))
     args = parser.parse_args()
@@ -367,18 +372,21 @@ def main() -> None:
                 jobs.append((f"sslcore ({args.epochs}-epoch run on the folder)", "own"))
             if args.run:
                 jobs.append(("sslcore (CIFAR-10 run)", args.run))
+            if args.init and args.epochs:
+                jobs.append((f"sslcore ({args.epochs}-epoch run on the folder from the CIFAR-10 run)", "init"))
         jobs += [(tool, None) for tool in PEERS if tool in tools]
         for tool, run in jobs:
             line = {"folder": kind, "tool": tool, "images": truth["images"]}
             if run is None:
                 result, seconds, error = run_tool(tool, folder, work, args)
             else:
-                if run == "own":
-                    run = os.path.join(work, "runs", kind)
-                    line["train_seconds"] = round(train_run(folder, run, args.epochs), 1)
+                if run in ("own", "init"):
+                    init = args.init if run == "init" else None
+                    run = os.path.join(work, "runs", kind + ("-init" if init else ""))
+                    line["train_seconds"] = round(train_run(folder, run, args.epochs, init), 1)
                 started = time.perf_counter()
                 try:
-                    out = os.path.join(work, "sslcore", f"{kind}-{'own' if run.startswith(work) else 'given'}-run")
+                    out = os.path.join(work, "sslcore", f"{kind}-{os.path.basename(run) if run.startswith(work) else 'given'}-run")
                     result, error = sslcore_audit(folder, run, out), ""
                 except subprocess.CalledProcessError as failed:
                     result, error = None, str(failed)
