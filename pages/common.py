@@ -244,12 +244,15 @@ def base_sources(context: AppContext) -> list[str]:
     return describe_sources() + [HF_CHOICE] + ([] if context.public else [FOLDER_CHOICE])
 
 
-def data_source_picker(context: AppContext, elem_prefix: str | None = None) -> tuple[gr.Dropdown, gr.Textbox]:
+def data_source_picker(context: AppContext, elem_prefix: str | None = None, *, own: str | None = None,
+                       label: str = "Dataset") -> tuple[gr.Dropdown, gr.Textbox]:
     """The data a page trains or previews on: built-in sets, the visitor's uploads (``upload:NAME``), a Hugging Face
-    dataset (``hf:OWNER/NAME``) and, except on a public Space, a folder on this machine."""
+    dataset (``hf:OWNER/NAME``) and, except on a public Space, a folder on this machine. ``own``: the label of a
+    first choice, picked at the start, that means "none of these" (value ""; ``data_source`` gives None for it)."""
     where = "" if context.public else "; a folder holds one subfolder per class, or just images"
-    dropdown = gr.Dropdown(base_sources(context), value="digits", label="Dataset", allow_custom_value=True,
-                           info=f"digits ships with scikit-learn; or upload your images below{where}",
+    first = [(own, "")] if own else []
+    dropdown = gr.Dropdown(first + base_sources(context), value="" if own else "digits", label=label,
+                           allow_custom_value=True, info=f"digits ships with scikit-learn; or upload your images below{where}",
                            elem_id=f"{elem_prefix}-data" if elem_prefix else None)
     text = gr.Textbox("", label="Hugging Face dataset", placeholder="OWNER/NAME[@REVISION][:CONFIG], e.g. uoft-cs/cifar10",
                       visible=False)
@@ -261,13 +264,16 @@ def data_source_picker(context: AppContext, elem_prefix: str | None = None) -> t
                          "OWNER/NAME[@REVISION][:CONFIG], e.g. uoft-cs/cifar10")
 
     dropdown.change(show_text, dropdown, text, api_name="show_data_text", api_visibility="private", queue=False)
-    upload_buttons(context, dropdown, lambda lab: base_sources(context) + lab.uploads(), elem_prefix)
+    upload_buttons(context, dropdown, lambda lab: first + base_sources(context) + lab.uploads(), elem_prefix)
     return dropdown, text
 
 
-def data_source(context: AppContext, choice: str | None, text: str | None) -> str:
-    """The sslcore source string for a picker's values, checked against what the caller may read."""
+def data_source(context: AppContext, choice: str | None, text: str | None, *, own: bool = False) -> str | None:
+    """The sslcore source string for a picker's values, checked against what the caller may read; with ``own`` (a
+    picker with an ``own`` choice), None when that choice is picked."""
     text = (text or "").strip()
+    if own and not choice and not text:
+        return None
     if choice == HF_CHOICE:
         if not text:
             raise ValueError("Type the Hugging Face dataset id (OWNER/NAME) in the box under 'Dataset'")

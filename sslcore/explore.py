@@ -65,33 +65,44 @@ def finished_run(path: str | os.PathLike) -> Run:
     return Run(path)
 
 
-def load_run(path: str | os.PathLike, token: str | None = None) -> RunEmbeddings:
-    """Encoder features of a finished run (or a Hub model, on the data it was trained on), from memory when
-    this encoder was embedded before."""
+def load_run(path: str | os.PathLike, token: str | None = None, data: str | None = None) -> RunEmbeddings:
+    """Encoder features of a finished run (or a Hub model) on the data it was trained on, from memory when this
+    encoder embedded it before. With ``data`` (a source as ``sslcore.data.load`` takes it: ``digits``,
+    ``upload:NAME``, ``hf:OWNER/NAME``), the encoder embeds that data instead, split as a run on it would be: how a
+    pretrained encoder (``hf://timm/resnet18.a1_in1k``, which has no data of its own) or a run trained on other
+    images sees these."""
     from sslcore import hub
 
-    if hub.is_hub_model(path):
-        model = load_model(path, token)
+    stopped = None
+    if data is not None:
+        key, location, config, load_encoder = _on_other_data(path, token, data)
+    elif hub.is_hub_model(path):
+        try:
+            model = load_model(path, token)
+        except hub.HubError as error:
+            if error.kind != "not_sslcore":
+                raise
+            raise ValueError(f"{os.fspath(path)} is a pretrained encoder with no data of its own: pick the data to "
+                             "embed with it (the Explore page's 'Data to embed')") from None
         key, location, config, load_encoder = (os.fspath(path),), Path(os.fspath(path)), model.config, lambda: model.encoder
-        load_data, stopped = lambda: load_run_data(config), None
     else:
         run = Run(path)
         key, location, config = (str(run.path.resolve()), *run.version), run.path, run.config
-        load_encoder, load_data, stopped = lambda: run.encoder, run.dataset, run.dir.stopped_text()
+        load_encoder, stopped = lambda: run.encoder, run.dir.stopped_text()
     with _cache_lock:  # one embedding pass per run, even when two tabs ask at once
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        data = load_data()
+        dataset = load_run_data(config)
         rng = np.random.default_rng(0)
         # The bank is the labelled pool when there is one (STL-10's unlabelled images carry no class to show).
-        labelled = data.labelled_images is not None
-        bank_images, bank_labels = _capped(data.labelled_images if labelled else data.train_images,
-                                           data.labelled_labels if labelled else None, MAX_BANK_IMAGES, rng)
-        has_test = data.test_images is not None
-        query_images, query_labels = _capped(data.test_images if has_test else data.train_images,
-                                             data.test_labels if has_test else data.train_labels, MAX_QUERY_IMAGES, rng)
-        embeddings = RunEmbeddings(path=location, config=config, class_names=list(data.class_names),
+        labelled = dataset.labelled_images is not None
+        bank_images, bank_labels = _capped(dataset.labelled_images if labelled else dataset.train_images,
+                                           dataset.labelled_labels if labelled else None, MAX_BANK_IMAGES, rng)
+        has_test = dataset.test_images is not None
+        query_images, query_labels = _capped(dataset.test_images if has_test else dataset.train_images,
+                                             dataset.test_labels if has_test else dataset.train_labels, MAX_QUERY_IMAGES, rng)
+        embeddings = RunEmbeddings(path=location, config=config, class_names=list(dataset.class_names),
                                    encoder=load_encoder(), stopped=stopped,
                                    bank_images=bank_images, bank_labels=bank_labels, bank_features=np.zeros(0),
                                    query_images=query_images, query_labels=query_labels, query_features=np.zeros(0))
@@ -101,6 +112,30 @@ def load_run(path: str | os.PathLike, token: str | None = None) -> RunEmbeddings
         while len(_cache) > CACHED_RUNS:
             _cache.popitem(last=False)
         return embeddings
+
+
+def _on_other_data(path: str | os.PathLike, token: str | None, data: str):
+    """The cache key, location, settings and encoder loader for embedding ``data`` with the encoder at ``path``."""
+    from sslcore import hub
+
+    if hub.is_hub_model(path):
+        source = os.fspath(path)
+        encoder = _pretrained(source if source.startswith("hf://") else f"hf://{source}", token or None)
+        key, size, load_encoder = (encoder.source, encoder.revision), encoder.image_size, lambda: encoder.encoder
+    else:
+        run = Run(path)
+        key, size, load_encoder = (str(run.path.resolve()), *run.version), int(run.config["image_size"]), lambda: run.encoder
+    # The split and seed a run on this data would get (sslcore.run.data_arguments' defaults), so "test image #12"
+    # is the same picture for every encoder explored on it.
+    return (*key, data), Path(os.fspath(path)), {"data": data, "image_size": size}, load_encoder
+
+
+@functools.lru_cache(maxsize=2)
+def _pretrained(source: str, token: str | None):
+    """A pretrained encoder, kept in memory (building the network takes seconds; the weights are in the HF cache)."""
+    from sslcore import model_encoder
+
+    return model_encoder.load(source, token=token)
 
 
 def _capped_indices(count: int, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,6 +154,11 @@ def _capped(images: np.ndarray, labels: np.ndarray | None, cap: int, rng: np.ran
 def tsne_view(embeddings: RunEmbeddings, max_points: int = MAX_TSNE_POINTS, seed: int = 0) -> dict[str, Any]:
     """2-D t-SNE of (up to ``max_points``) test images: points, labels, test indices and hover thumbnails."""
     key = ("tsne", max_points, seed)
+    count = len(embeddings.query_features)
+    if count < 3:   # scikit-learn's own error ("perplexity must be less than n_samples") says nothing to a user
+        raise ValueError(f"{count} test image(s) are too few for a t-SNE, which needs 3 or more: the test split is "
+                         f"{float(embeddings.config.get('test_fraction', 0.2)):.0%} of the images, so use at least "
+                         "15 images")
     if key not in embeddings.memo:
         chosen = _capped_indices(len(embeddings.query_features), max_points, np.random.default_rng(seed))
         points = evaluate.tsne(embeddings.query_features[chosen], seed=seed)

@@ -36,12 +36,13 @@ _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class HubError(RuntimeError):
     """A push or load that failed for a reason the user can act on. The message never contains the token.
 
-    ``kind`` is one of no_token, bad_token, forbidden, not_found, network, server, no_model, no_data, bad_repo,
+    ``kind`` is one of no_token, bad_token, forbidden, not_found, network, server, no_model, not_sslcore (a repo
+    that holds no sslcore model, e.g. a timm checkpoint where a pushed run is needed), no_data, bad_repo,
     too_large (over a public server's download limit), failed (and, from sslcore.deploy, bad_hardware, paid_hardware,
     no_app).
     """
 
-    INPUT_KINDS = ("no_token", "no_model", "no_data", "bad_repo", "too_large")
+    INPUT_KINDS = ("no_token", "no_model", "not_sslcore", "no_data", "bad_repo", "too_large")
 
     def __init__(self, message: str, kind: str = "failed"):
         super().__init__(message)
@@ -421,7 +422,7 @@ def _download(repo_id: str, *, token, endpoint, revision, cache_dir, attempts, b
     if (Path(folder) / "encoder.keras").exists() or (timm and (Path(folder) / TIMM_WEIGHTS).exists()):
         return Path(folder)
     also = f" nor timm's {TIMM_WEIGHTS}" if timm else ""
-    raise HubError(f"{repo_id} is not an sslcore model: it has no encoder.keras{also}", kind="not_found")
+    raise HubError(f"{repo_id} is not an sslcore model: it has no encoder.keras{also}", kind="not_sslcore")
 
 
 def _commit_within_limit(context: _Context, repo_id: str, revision: str | None, patterns: list[str], *, token,

@@ -265,6 +265,19 @@ class Lab:
             raise ValueError(f"Run {text} has no encoder yet: start from a run that finished or was stopped")
         return str(run.path)
 
+    def source_name(self, source: str) -> str:
+        """A data source as this visitor is shown it: an upload by its ``upload:NAME``, never by the server folder
+        ``resolve_source`` turned it into (a run's config.json holds that folder)."""
+        path = source[len("folder:"):] if source.startswith("folder:") else None
+        if path is None:
+            return source
+        uploads = os.path.realpath(self.root / UPLOADS_DIR)
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, uploads]) == uploads:   # any visitor's: runs are only shown to who may view them
+            relative = Path(os.path.relpath(real, uploads)).parts
+            return UPLOAD_PREFIX + relative[1] if len(relative) > 1 else "an upload"
+        return "a folder on the server" if self.public else source
+
     def upload_folder(self, name: str) -> Path:
         name = name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else name
         folder = self.uploads_dir / name

@@ -68,9 +68,9 @@ def _check_source(source) -> None:
         explore.finished_run(source)
 
 
-def load_run(source, token: str | None = None):
+def load_run(source, token: str | None = None, data: str | None = None):
     _check_source(source)
-    return load_run_on_gpu(source, token)
+    return load_run_on_gpu(source, token, data)
 
 
 def classify_files(source, files, top_k: int = 3, names=None, token: str | None = None):

@@ -63,6 +63,9 @@ def test_uploads_are_filed_per_visitor_and_resolve_only_for_their_owner(labs, tm
         with pytest.raises(AccessError, match="folders on the server cannot be read"):
             bob.resolve_source(path) if path.startswith("folder:") else bob.resolve_folder(path)
     assert alice.resolve_folder(folder) == os.path.realpath(folder[len("folder:"):])
+    # What a run on the upload records (the server folder) is shown by the upload's name; other folders unnamed.
+    assert alice.source_name(folder) == "upload:photos" and alice.source_name("digits") == "digits"
+    assert alice.source_name("folder:/srv/data") == "a folder on the server"
 
 
 def test_runs_belong_to_their_visitor_and_examples_are_read_only(labs, tmp_path):
@@ -138,6 +141,7 @@ def test_locally_everyone_is_one_visitor_and_paths_work(tmp_path):
     labs = Labs(manager, public=False)
     lab = labs.lab(None)
     assert lab.resolve_folder("/anywhere/at/all") == "/anywhere/at/all"
+    assert lab.source_name("folder:/anywhere/at/all") == "folder:/anywhere/at/all"
     run_id = lab.start({**TINY, "data": "digits"}, "tensorflow")
     assert manager.run_dir(run_id).owner() is None
     assert [row["run_id"] for row in labs.lab("someone-else").runs()] == [run_id]
@@ -204,7 +208,10 @@ def test_two_visitors_on_a_space_each_in_their_own_lab(space, tmp_path):
     assert state == "finished"
     assert run_id in [row["run_id"] for row in alice.predict(api_name="/list_runs")]
     figure, status = alice.predict(run_id, api_name="/embeddings")
-    assert "test images" in status
+    assert "test images of upload:photos embedded by" in status and ".uploads" not in status, status
+    # Bob may not embed Alice's upload with any encoder (the run's own data is hers).
+    figure, status = bob.predict(run_id, "upload:photos", "", api_name="/embeddings")
+    assert "No run" in status or "No upload" in status, status
     pairs, outliers, files, status, *_ = alice.predict(run_id, "", 0.9, api_name="/audit")
     assert "80 images" in status
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sslcore import cli, model_encoder
+from sslcore import cli, explore, model_encoder
 from tests.test_init import fake_hub  # noqa: F401 - the fake Hub as HF_ENDPOINT (a fixture)
 from tests.test_labs import labelled_zip, space  # noqa: F401 - the app as a Space serves it (a fixture)
 from tests.test_timm_start import SIZE, reference_features, timm_start  # noqa: F401 - a fixture too
@@ -64,6 +64,26 @@ def test_audit_and_label_take_the_model_instead_of_a_run(timm_start, fake_hub, t
     assert all(row["label"] == row["path"].split("/")[0] for row in rows), rows
 
 
+def test_explore_embeds_any_data_with_a_pretrained_encoder_and_asks_for_data_without(timm_start, tmp_path):  # noqa: F811
+    source, _ = timm_start
+    with pytest.raises(ValueError, match="is a pretrained encoder with no data of its own: pick the data"):
+        explore.load_run(source)
+    folder = colour_folder(tmp_path / "photos", {"red": (200, 40, 40), "blue": (40, 60, 200)}, 15, SIZE)
+    embedded = explore.load_run(source, data=f"folder:{folder}")
+    assert embedded.config["image_size"] == SIZE and embedded.class_names == ["blue", "red"]
+    assert len(embedded.query_images) + len(embedded.bank_images) == 30   # split as a run on it: 24 + 6
+    encoder = model_encoder.load(source).encoder
+    np.testing.assert_allclose(embedded.query_features, encoder.predict(embedded.query_images, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+    assert explore.knn_report(embedded)["accuracy"] == 1.0   # random weights still tell red from blue
+    found = explore.neighbors(embedded, index=0, k=3)
+    assert {row["class_name"] for row in found["neighbors"]} == {found["query"]["class_name"]}
+    assert explore.load_run(source, data=f"folder:{folder}") is embedded   # embedded once, then from memory
+    few = colour_folder(tmp_path / "few", {"red": (200, 40, 40), "blue": (40, 60, 200)}, 5, SIZE)
+    with pytest.raises(ValueError, match="2 test image.s. are too few for a t-SNE, which needs 3 or more"):
+        explore.tsne_view(explore.load_run(source, data=f"folder:{few}"))
+
+
 @pytest.mark.parametrize("model, flags, message", [
     ("timm", ["--image-size", "32"], "--model hf://timm/resnet18.test_in1k: --image-size 32 does not fit its weights, "
                                      "which take at least 65 px"),
@@ -96,9 +116,9 @@ def test_a_visitor_audits_and_labels_an_upload_with_a_hub_encoder(timm_start, sp
     source, _ = timm_start
     url, _ = space
     visitor = Client(url, verbose=False)
-    visitor.predict([handle_file(labelled_zip(tmp_path / "photos.zip", per_class=6))], api_name="/upload_data")
+    visitor.predict([handle_file(labelled_zip(tmp_path / "photos.zip", per_class=8))], api_name="/upload_data")
     pairs, outliers, files, status, *_ = visitor.predict(source, "upload:photos", 0.9, api_name="/audit")
-    assert "12 images in photos:" in status and len(outliers) == 12, status
+    assert "16 images in photos:" in status and len(outliers) == 16, status
     assert ".uploads" not in status   # the server's own folders stay unnamed
     _, _, _, status, *_ = visitor.predict(source, "", 0.9, api_name="/audit")
     assert "brings no images of its own" in status
@@ -107,7 +127,18 @@ def test_a_visitor_audits_and_labels_an_upload_with_a_hub_encoder(timm_start, sp
     assert "is not a run id" in status and "Traceback" not in status
     labelled, labels_file, status = visitor.predict(source, "upload:photos", "upload:photos", None, None, "knn",
                                                     api_name="/label")
-    assert "labelled 12 images from 12 examples" in status, status
+    assert "labelled 16 images from 16 examples" in status, status
+
+    # Explore: the encoder has no data of its own, so the visitor picks theirs.
+    _, status = visitor.predict(source, api_name="/embeddings")
+    assert "no data of its own: pick the data" in status, status
+    figure, status = visitor.predict(source, "upload:photos", "", api_name="/embeddings")
+    assert "test images of upload:photos embedded by" in status and ".uploads" not in status, status
+    knn, _, _ = visitor.predict(source, "upload:photos", "", api_name="/evaluation")
+    assert "kNN accuracy" in knn
+    # Another visitor's upload name reads nothing of this one's.
+    _, status = Client(url, verbose=False).predict(source, "upload:photos", "", api_name="/embeddings")
+    assert "embedded by" not in status, status
 
 
 @pytest.mark.slow
