@@ -63,6 +63,14 @@ def test_a_visitor_uploads_trains_and_explores_while_another_sees_nothing(space_
         except TimeoutError:
             raise AssertionError(alice.locator("#explore-status").inner_text() + " | " + alice.locator("#explore-run input").input_value())
         alice.screenshot(path=str(tmp_path / "space-explore.png"), full_page=True)
+        assert "of upload:photos embedded by" in alice.locator("#explore-status").inner_text()
+        # The same encoder on other data: the built-in digits, picked under 'Data to embed'.
+        alice.locator("#explore-data-box").get_by_text("Data to embed:").click()
+        alice.locator("#explore-data input").fill("digits")
+        alice.locator("#explore-data input").press("Enter")
+        alice.locator("#explore-show").click()
+        wait_until(lambda: "of digits embedded by" in alice.locator("#explore-status").inner_text(), timeout=120)
+        wait_until(lambda: len(plot_traces(alice, "#tsne-plot")) == 10, timeout=60)   # digits' ten classes
 
         # Bob: no server folder to pick, no upload of Alice's, no run of hers anywhere.
         open_tab(bob, "Train")
