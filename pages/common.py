@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import gradio as gr
 from gradio.context import LocalContext
+from gradio.utils import get_upload_folder
 
 from sslcore.credentials import read_token
 from sslcore.data import DataError, describe_sources
@@ -44,7 +45,7 @@ class AppContext:
 
     def __init__(self, jobs: JobManager, demo: gr.Blocks | None, labs: Labs | None = None):
         self.manager, self.demo = jobs, demo
-        self.labs = labs or Labs(jobs)
+        self.labs = labs or Labs(jobs, received_dir=get_upload_folder())
         self.jobs = _VisitorJobs(self)
         self._visitor_key: gr.BrowserState | None = None
 

@@ -68,9 +68,12 @@ class Labs:
     """Every visitor's lab over one job manager; ``lab(visitor)`` is cheap, so pages ask for it on every call."""
 
     def __init__(self, manager: JobManager, *, public: bool | None = None, settings: LabSettings | None = None,
-                 limits: archives.UploadLimits | None = None):
+                 limits: archives.UploadLimits | None = None, received_dir: str | os.PathLike | None = None):
+        """``received_dir``: where the web server keeps the files visitors send it (Gradio's upload folder). On a
+        public Space ``ingest`` files nothing from anywhere else, whatever path an API caller names."""
         self.manager = manager
         self.public = on_public_space() if public is None else public
+        self.received_dir = os.path.realpath(received_dir) if received_dir else None
         self.settings = settings or LabSettings.from_env()
         self.limits = limits or archives.UploadLimits.from_env()
         self._lock = threading.Lock()
@@ -309,6 +312,8 @@ class Lab:
         was written or skipped. Refused whole when it would take the visitor over their disk quota."""
         if not paths:
             raise AccessError("Nothing was uploaded: choose image files, a folder, or a .zip / .tar / .tar.gz archive")
+        if self.public:
+            self._check_received(paths)
         incoming = sum(_size(path) for path in paths)
         if self.public:
             self._check_quota(incoming)
@@ -326,6 +331,17 @@ class Lab:
             shutil.rmtree(staging, ignore_errors=True)
         ingested.folder = str(final)
         return UPLOAD_PREFIX + name, ingested
+
+    def _check_received(self, paths: list[str]) -> None:
+        """Every path must be a file the server received from a visitor: an API caller can name any path, and a
+        server file filed into their lab would be theirs to view. Says nothing of whether a refused path exists."""
+        inbox = self.labs.received_dir
+        for path in paths:
+            real = os.path.realpath(path)
+            if inbox is None or os.path.commonpath([real, inbox]) != inbox or real == inbox:
+                raise AccessError(f"{os.path.basename(str(path)) or path!r} was not uploaded to this Space: send "
+                                  "your files with the upload buttons, or from a script with gradio_client's "
+                                  "handle_file(PATH)")
 
     def delete_upload(self, name: str) -> None:
         shutil.rmtree(self.upload_folder(name))

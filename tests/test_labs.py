@@ -45,7 +45,7 @@ class QueueOnly(JobManager):
 @pytest.fixture
 def labs(tmp_path):
     manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
-    return Labs(manager, public=True, settings=LabSettings(quota_bytes=50 * 1024 ** 2))
+    return Labs(manager, public=True, settings=LabSettings(quota_bytes=50 * 1024 ** 2), received_dir=tmp_path)
 
 
 def test_uploads_are_filed_per_visitor_and_resolve_only_for_their_owner(labs, tmp_path):
@@ -66,6 +66,25 @@ def test_uploads_are_filed_per_visitor_and_resolve_only_for_their_owner(labs, tm
     # What a run on the upload records (the server folder) is shown by the upload's name; other folders unnamed.
     assert alice.source_name(folder) == "upload:photos" and alice.source_name("digits") == "digits"
     assert alice.source_name("folder:/srv/data") == "a folder on the server"
+
+
+def test_only_files_the_server_received_are_filed_into_a_lab(labs, tmp_path):
+    """An API caller can name any path as an "uploaded" file; on a Space only the web server's received files count,
+    so a server image or archive (or another visitor's upload) never becomes the caller's to view."""
+    mallory = labs.lab(visitor_id("mallory-key-0123456789"))
+    outside = tmp_path.parent / f"{tmp_path.name}-server"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(png_bytes(7))
+    secret_zip = labelled_zip(outside / "backup.zip", per_class=2)
+    for path in (str(outside / "secret.png"), secret_zip, str(outside / "missing.png"), str(tmp_path),
+                 f"{tmp_path}/../{outside.name}/secret.png"):
+        with pytest.raises(AccessError, match="was not uploaded to this Space"):
+            mallory.ingest([path])
+    assert mallory.uploads() == []
+    with pytest.raises(AccessError, match="was not uploaded to this Space"):
+        Labs(labs.manager, public=True).lab(mallory.visitor).ingest([labelled_zip(tmp_path / "photos.zip")])
+    # Locally the one visitor files whatever they name.
+    assert Labs(labs.manager, public=False).lab(None).ingest([secret_zip])[1].images == 4
 
 
 def test_runs_belong_to_their_visitor_and_examples_are_read_only(labs, tmp_path):
@@ -114,7 +133,7 @@ def test_one_visitor_cannot_queue_many_runs(labs):
 
 def test_quota_refuses_an_upload_that_would_overfill_the_lab(tmp_path):
     manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
-    labs = Labs(manager, public=True, settings=LabSettings(quota_bytes=20_000))
+    labs = Labs(manager, public=True, settings=LabSettings(quota_bytes=20_000), received_dir=tmp_path)
     lab = labs.lab(visitor_id("carol-key-0123456789"))
     with pytest.raises(AccessError, match="per visitor: delete an upload or an old run"):
         lab.ingest([labelled_zip(tmp_path / "photos.zip")])
@@ -243,3 +262,10 @@ def test_a_hostile_upload_is_refused_with_its_entry_named_and_nothing_kept(space
         mallory.predict([handle_file(str(tmp_path / "evil.zip"))], api_name="/upload_data")
     assert mallory.predict(api_name="/list_uploads") == []
     assert not list(jobs.root.parent.rglob("escaped.png"))
+    # A server path named in place of an uploaded file, bare or as a file's dict (no Gradio upload check applies).
+    server_png = tmp_path / "server.png"
+    server_png.write_bytes(png_bytes(3))
+    for value in (str(server_png), {"path": str(server_png)}, {"path": str(tmp_path / "evil.zip")}):
+        with pytest.raises(Exception, match="was not uploaded to this Space"):
+            mallory.predict([value], api_name="/upload_data")
+    assert mallory.predict(api_name="/list_uploads") == []
