@@ -84,7 +84,8 @@ def load_run(path: str | os.PathLike, token: str | None = None, data: str | None
                 raise
             raise ValueError(f"{os.fspath(path)} is a pretrained encoder with no data of its own: pick the data to "
                              "embed with it (the Explore page's 'Data to embed')") from None
-        key, location, config, load_encoder = (os.fspath(path),), Path(os.fspath(path)), model.config, lambda: model.encoder
+        key, location, config = (os.fspath(path),), Path(os.fspath(path)), _shared_data_config(path, model.config)
+        load_encoder = lambda: model.encoder
     else:
         run = Run(path)
         key, location, config = (str(run.path.resolve()), *run.version), run.path, run.config
@@ -112,6 +113,19 @@ def load_run(path: str | os.PathLike, token: str | None = None, data: str | None
         while len(_cache) > CACHED_RUNS:
             _cache.popitem(last=False)
         return embeddings
+
+
+def _shared_data_config(path, config: dict) -> dict:
+    """A Hub model's own data, as far as this machine may read it: a built-in set, tfds in the usual place or a Hub
+    dataset. A ``folder:`` in a downloaded config.json is a path on someone else's machine, or one chosen by whoever
+    pushed the repo to read this server's disk: never read."""
+    source = str(config.get("data", ""))
+    kind, named, _ = source.partition(":")
+    if named and kind not in ("hf", "tfds"):
+        raise ValueError(f"{os.fspath(path)} was trained on its author's own images ({kind} "
+                         f"{os.path.basename(source.rstrip('/'))!r}), which are not here: pick the data to embed "
+                         "with it (the Explore page's 'Data to embed')")
+    return {**config, "tfds_data_dir": None}
 
 
 def _on_other_data(path: str | os.PathLike, token: str | None, data: str):

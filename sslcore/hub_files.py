@@ -2,7 +2,8 @@
 
     encoder.keras        feature extractor: RGB pixels 0–255 → features (Keras 3 format, loads with plain Keras)
     classifier.keras     encoder + linear head + softmax → class probabilities (runs on labelled data only)
-    config.json          the run's training config plus ``class_names`` and ``sslcore_version``
+    config.json          the run's training config (local folders by name, not path) plus ``class_names`` and
+                         ``sslcore_version``
     metrics.jsonl        one row per epoch
     training_curves.png, tsne.png    when plotly can write PNG files (it needs the ``kaleido`` package)
 
@@ -98,10 +99,29 @@ def _copy_files(run: Run, class_names: list[str], folder: Path, version: str) ->
             files.append(name)
     if "classifier.keras" not in files:
         notes.append("No classifier.keras: the run's data had no labels, so only the encoder is shared.")
-    write_json_atomic(folder / "config.json", {**run.config, "class_names": class_names,
+    write_json_atomic(folder / "config.json", {**shared_config(run.config), "class_names": class_names,
                                                "num_classes": len(class_names), "sslcore_version": version})
     files.insert(2 if "classifier.keras" in files else 1, "config.json")
     return files, notes
+
+
+def shared_config(config: dict) -> dict:
+    """A run's settings as a public repo shows them: folders by their name, not their path on this machine (a
+    home directory, or a Space visitor's upload folder), as the model card already names them."""
+    def local(value):
+        return Path(value).name if value and not str(value).startswith(("hf://", "hf:")) else value
+
+    shared = dict(config)
+    kind, _, path = str(config.get("data", "")).partition(":")
+    if kind == "folder":
+        shared["data"] = "folder:" + Path(path).name
+    if config.get("init"):
+        shared["init"] = local(config["init"])
+    if config.get("tfds_data_dir"):
+        shared["tfds_data_dir"] = local(config["tfds_data_dir"])
+    if isinstance(config.get("init_source"), dict):
+        shared["init_source"] = {**shared_config(config["init_source"]), "source": local(config["init_source"].get("source"))}
+    return shared
 
 
 def _write_images(run: Run, class_names: list[str], features: dict | None, folder: Path,

@@ -181,7 +181,7 @@ class Lab:
         if not self.public:
             return rows
         visible = {run.name for run in list_runs(self.root) if self.can_view(run)}
-        return [row for row in rows if row["run_id"] in visible]
+        return [{**row, "data": self.source_name(row["data"] or "")} for row in rows if row["run_id"] in visible]
 
     def status(self, run_id: str) -> dict[str, Any]:
         self.existing_run(run_id)

@@ -7,6 +7,7 @@ stand-in run folder, so they neither train nor import Keras.
 """
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -73,6 +74,22 @@ def standin_run(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- errors (fast)
+
+
+def test_the_pushed_config_names_local_folders_without_their_paths():
+    """A public repo's config.json must not publish a home directory or a Space visitor's upload folder."""
+    from sslcore.hub_files import shared_config
+
+    config = {**tiny_config().to_dict(), "data": "folder:/home/user/app/runs/.uploads/v0123/photos",
+              "init": "/home/alice/runs/cifar-40", "tfds_data_dir": "/srv/tfds",
+              "init_source": {"source": "/home/alice/runs/cifar-40", "data": "folder:/home/alice/cifar", "method": "simclr"}}
+    shared = shared_config(config)
+    assert shared["data"] == "folder:photos" and shared["init"] == "cifar-40" and shared["tfds_data_dir"] == "tfds"
+    assert shared["init_source"] == {"source": "cifar-40", "data": "folder:cifar", "method": "simclr"}
+    assert "/home" not in json.dumps(shared) and "/srv" not in json.dumps(shared)
+    kept = {**config, "data": "hf:uoft-cs/cifar10", "init": "hf://timm/resnet18.a1_in1k", "tfds_data_dir": None,
+            "init_source": None}
+    assert shared_config(kept) == kept
 
 
 def test_a_run_without_a_model_is_refused_before_any_request(tmp_path, fake_hub):
@@ -440,3 +457,13 @@ def test_the_apps_classify_and_explore_take_a_hub_model_id(pushed, trained_run, 
     report = explore.knn_report(embedded)
     assert report["accuracy"] == pytest.approx(explore.knn_report(explore.load_run(trained_run))["accuracy"])
     assert report["accuracy"] > 0.3 and report["images"] > 0
+
+    # A repo whose config.json names a folder (on its author's machine, or one on this server picked by whoever
+    # pushed it): Explore never reads it, even where the folder exists here.
+    server_folder = os.path.dirname(paths[0])
+    config = json.loads(fake_hub.repos["alice/digits-simclr"].files["config.json"].content)
+    files = {name: item.content for name, item in fake_hub.repos["alice/digits-simclr"].files.items()}
+    fake_hub.add_repo("mallory/reads-folders", {**files, "config.json": json.dumps(
+        {**config, "data": f"folder:{server_folder}"}).encode()})
+    with pytest.raises(ValueError, match="trained on its author's own images .*pick the data to embed"):
+        explore.load_run("mallory/reads-folders")

@@ -225,7 +225,8 @@ def test_two_visitors_on_a_space_each_in_their_own_lab(space, tmp_path):
         assert time.time() < deadline, state
         time.sleep(0.5)
     assert state == "finished"
-    assert run_id in [row["run_id"] for row in alice.predict(api_name="/list_runs")]
+    row = next(row for row in alice.predict(api_name="/list_runs") if row["run_id"] == run_id)
+    assert row["data"] == "upload:photos", row     # not the server folder the run's config.json records
     figure, status = alice.predict(run_id, api_name="/embeddings")
     assert "test images of upload:photos embedded by" in status and ".uploads" not in status, status
     # Bob may not embed Alice's upload with any encoder (the run's own data is hers).
