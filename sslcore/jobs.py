@@ -168,9 +168,11 @@ class JobManager:
         return run
 
     # -- actions -------------------------------------------------------------------------------------
-    def start(self, settings: dict[str, Any] | TrainConfig, backend: str | None = None, owner: str | None = None) -> str:
+    def start(self, settings: dict[str, Any] | TrainConfig, backend: str | None = None, owner: str | None = None,
+              max_seconds: float | None = None) -> str:
         """Validate ``settings``, create the run folder and queue the job; returns the run id. ``owner`` files the run
-        under a visitor of a public Space (``sslcore.labs``) before anyone can see it."""
+        under a visitor of a public Space (``sslcore.labs``) before anyone can see it; ``max_seconds`` stops its
+        process cleanly (checkpoint and models saved, resumable) before that much training time."""
         config = config_from_settings(settings)
         backend = self._check_backend(backend)
         if config.init:   # a wrong start is said now, not as a failed run a minute later
@@ -182,11 +184,13 @@ class JobManager:
             if owner:
                 run.owner_path.write_text(owner)
             # The training process reads every setting from the run folder's config.json.
-            self.enqueue(Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)]))
+            self.enqueue(Job(run_id, backend, resume=False,
+                             arguments=["--config", str(run.config_path), *_time_limit(max_seconds)]))
         return run_id
 
-    def resume(self, run_id: str, backend: str | None = None) -> str:
-        """Queue a stopped, failed or interrupted run again; it continues from its last checkpoint."""
+    def resume(self, run_id: str, backend: str | None = None, max_seconds: float | None = None) -> str:
+        """Queue a stopped, failed or interrupted run again; it continues from its last checkpoint (for at most
+        ``max_seconds`` of training in this process, when given)."""
         run = self.existing_run(run_id)
         with self._lock:
             state = self.status(run_id)["state"]
@@ -195,12 +199,13 @@ class JobManager:
             saved = run.config()
             backend = self._check_backend(backend or saved.get("backend"))
             if run.latest_checkpoint() is not None:
-                job = Job(run_id, backend, resume=True, arguments=["--resume"])
+                job = Job(run_id, backend, resume=True, arguments=["--resume", *_time_limit(max_seconds)])
             else:
                 # Never reached its first checkpoint: start it over from its saved settings.
                 for path in (run.metrics_path, run.steps_path):
                     path.unlink(missing_ok=True)
-                job = Job(run_id, backend, resume=False, arguments=["--config", str(run.config_path)])
+                job = Job(run_id, backend, resume=False,
+                          arguments=["--config", str(run.config_path), *_time_limit(max_seconds)])
             self._exits.pop(run_id, None)
             self.enqueue(job)
         return run_id
@@ -435,6 +440,10 @@ class JobManager:
                 pid = self.trainer_pid(run, status)
                 if pid is not None:
                     self._active[run.name] = Job(run.name, "", resume=False, arguments=[], adopted_pid=pid)
+
+
+def _time_limit(max_seconds: float | None) -> list[str]:
+    return [] if max_seconds is None else ["--max-seconds", f"{float(max_seconds):g}"]
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

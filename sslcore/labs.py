@@ -11,7 +11,9 @@ Locally (no ``SPACE_ID``) every caller is the one visitor ``local`` and nothing 
 The settings are environment variables, read when the app starts:
 ``SSLCORE_VISITOR_QUOTA_MB`` (uploads + runs per visitor, default 2048), ``SSLCORE_VISITOR_TTL_HOURS`` (a visitor
 unseen this long loses their finished runs and uploads, default 24) and ``SSLCORE_VISITOR_MAX_JOBS`` (runs one
-visitor may have queued or training at once, default 1, so nobody queues many runs ahead of others).
+visitor may have queued or training at once, default 1, so nobody queues many runs ahead of others) and
+``SSLCORE_VISITOR_RUN_MINUTES`` (training minutes one start or resume may take, default 60: the run then stops with
+its checkpoint and models saved, and Resume queues it again behind the others).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ UPLOADS_DIR = ".uploads"       # under the runs root: .uploads/<visitor>/<upload
 SEEN_DIR = ".visitors"         # under the runs root: one file per visitor, its mtime the last time they were seen
 UPLOAD_PREFIX = "upload:"
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_KEPT_CHECKPOINTS = 3      # on a public Space: the default; 0 would keep every epoch's
 _SEEN_EVERY_SECONDS = 60.0
 _COLLECT_EVERY_SECONDS = 600.0
 
@@ -56,12 +59,14 @@ class LabSettings:
     quota_bytes: int = 2048 * 1024 ** 2
     idle_seconds: float = 24 * 3600.0
     max_jobs_per_visitor: int = 1
+    run_minutes: float = 60.0
 
     @classmethod
     def from_env(cls) -> "LabSettings":
         return cls(quota_bytes=int(credentials.positive_setting("SSLCORE_VISITOR_QUOTA_MB", 2048) * 1024 ** 2),
                    idle_seconds=credentials.positive_setting("SSLCORE_VISITOR_TTL_HOURS", 24) * 3600.0,
-                   max_jobs_per_visitor=max(1, int(credentials.positive_setting("SSLCORE_VISITOR_MAX_JOBS", 1))))
+                   max_jobs_per_visitor=max(1, int(credentials.positive_setting("SSLCORE_VISITOR_MAX_JOBS", 1))),
+                   run_minutes=credentials.positive_setting("SSLCORE_VISITOR_RUN_MINUTES", 60))
 
 
 class Labs:
@@ -207,10 +212,12 @@ class Lab:
         settings = dict(settings)
         settings["data"] = self.resolve_source(str(settings.get("data") or "digits"))
         settings["init"] = self.resolve_init(settings.get("init"))
-        if self.public:
-            self._check_fair_share()
-            self._check_quota(0)
-        return self.manager.start(settings, backend, owner=self.visitor if self.public else None)
+        if not self.public:
+            return self.manager.start(settings, backend)
+        self._check_fair_share()
+        self._check_quota(0)
+        self._check_run_size(settings)
+        return self.manager.start(settings, backend, owner=self.visitor, max_seconds=self._run_seconds())
 
     def stop(self, run_id: str) -> dict[str, Any]:
         self.own_run(run_id)
@@ -218,13 +225,31 @@ class Lab:
 
     def resume(self, run_id: str, backend: str | None = None) -> str:
         self.own_run(run_id)
-        if self.public:
-            self._check_fair_share()
-        return self.manager.resume(run_id, backend)
+        if not self.public:
+            return self.manager.resume(run_id, backend)
+        self._check_fair_share()
+        self._check_quota(0)
+        return self.manager.resume(run_id, backend, max_seconds=self._run_seconds())
 
     def drive(self, run_id: str):
         self.own_run(run_id)
         return self.manager.drive(run_id)
+
+    def _run_seconds(self) -> float:
+        return 60.0 * self.labs.settings.run_minutes
+
+    def _check_run_size(self, settings: dict[str, Any]) -> None:
+        """What would make one run hold the shared trainer, or fill the visitor's disk, is refused up front."""
+        minutes = self.labs.settings.run_minutes
+        budget = settings.get("budget_minutes")
+        if budget and float(budget) > minutes:
+            raise AccessError(f"This Space trains a run for at most {minutes:g} minutes at a time, so everyone gets "
+                              f"a turn: ask for {minutes:g} minutes or fewer (a longer run stops there, and Resume "
+                              "continues it), or run the lab on your own machine for longer runs")
+        kept = settings.get("keep_checkpoints")
+        if kept is not None and not 1 <= int(kept) <= MAX_KEPT_CHECKPOINTS:
+            raise AccessError(f"keep_checkpoints must be 1 to {MAX_KEPT_CHECKPOINTS} on this Space (each checkpoint "
+                              f"counts towards your disk quota); got {kept}")
 
     def _check_fair_share(self) -> None:
         mine = [row["run_id"] for row in self.runs() if row["state"] in LIVE_STATES

@@ -586,10 +586,11 @@ class Trainer:
                 write_json_atomic(self.run.summary_path, summary)
             message = "finished"
             if stopped_early:
-                message = "stopped: resume to continue from the checkpoint"
+                why = " (its time limit)" if stop_reason == "time" else ""
+                message = f"stopped{why}: resume to continue from the checkpoint"
                 if export:
-                    message = (f"stopped at step {self.position.global_step} of {self.total_steps}: encoder.keras holds "
-                               "this step's weights; resume to continue from the checkpoint")
+                    message = (f"stopped at step {self.position.global_step} of {self.total_steps}{why}: encoder.keras "
+                               "holds this step's weights; resume to continue from the checkpoint")
             self._status(summary["state"], message, step=self.position.global_step, total_steps=self.total_steps,
                          epoch=self.position.epoch, epochs=self.config.epochs)
         for callback in self.callbacks:

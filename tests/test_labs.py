@@ -131,6 +131,28 @@ def test_one_visitor_cannot_queue_many_runs(labs):
     bob.start({**TINY, "data": "digits"}, "tensorflow")   # Bob still gets his turn in the queue
 
 
+def test_a_run_on_a_space_is_bounded_in_time_and_in_checkpoints(labs):
+    """One run must not hold the shared trainer for ever (epochs=10**9) nor fill the disk with every epoch's
+    checkpoint: each start or resume trains at most run_minutes, then stops with its checkpoint and models saved."""
+    alice = labs.lab(visitor_id("alice-key-0123456789"))
+    for settings, message in (({"budget_minutes": 61}, "at most 60 minutes"),
+                              ({"keep_checkpoints": 0}, "keep_checkpoints must be 1 to 3"),
+                              ({"keep_checkpoints": 50}, "keep_checkpoints must be 1 to 3")):
+        with pytest.raises(AccessError, match=message):
+            alice.start({**TINY, "data": "digits", **settings}, "tensorflow")
+    assert alice.runs() == []
+    run_id = alice.start({**TINY, "data": "digits", "epochs": 10 ** 9, "budget_minutes": 60}, "tensorflow")
+    job = labs.manager._queue[-1]
+    assert job.run_id == run_id and job.arguments[-2:] == ["--max-seconds", "3600"], job.arguments
+    labs.manager.stop(run_id)
+    alice.resume(run_id)
+    assert labs.manager._queue[-1].arguments[-2:] == ["--max-seconds", "3600"]
+    # Locally nothing is bounded.
+    local = Labs(labs.manager, public=False).lab(None)
+    local.start({**TINY, "data": "digits", "keep_checkpoints": 0, "budget_minutes": 600}, "tensorflow")
+    assert "--max-seconds" not in labs.manager._queue[-1].arguments
+
+
 def test_quota_refuses_an_upload_that_would_overfill_the_lab(tmp_path):
     manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
     labs = Labs(manager, public=True, settings=LabSettings(quota_bytes=20_000), received_dir=tmp_path)

@@ -213,6 +213,7 @@ def test_max_seconds_stops_cleanly_before_the_limit_and_resumes(tmp_path):
     assert 0 < summary["global_step"] < 33
     run = RunDir(tmp_path / "run")
     assert run.latest_checkpoint().name == f"ckpt-{summary['global_step']:08d}.npz", "the checkpoint of the stop step"
+    assert f"stopped at step {summary['global_step']} of 33 (its time limit)" in run.status()["message"]
 
     resumed = Trainer(config, tmp_path / "run").fit(resume=True)
     assert resumed["state"] == "finished" and resumed["global_step"] == 33
