@@ -403,6 +403,21 @@ def count_decoding(monkeypatch):
     return calls
 
 
+def test_decoded_size_limit_is_a_public_servers_and_refuses_before_decoding(labelled_folder, tmp_path, monkeypatch):
+    from sslcore.data.dataset import PUBLIC_DECODED_LIMIT_MB, decoded_limit_bytes
+
+    monkeypatch.delenv("SSLCORE_MAX_DECODED_MB", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("SSLCORE_PUBLIC", raising=False)
+    assert decoded_limit_bytes() is None                       # the user's own machine: no limit
+    monkeypatch.setenv("SPACE_ID", "someone/lab")
+    assert decoded_limit_bytes() == PUBLIC_DECODED_LIMIT_MB * 1024 ** 2
+    monkeypatch.setenv("SSLCORE_MAX_DECODED_MB", "0.001")
+    forbid_decoding(monkeypatch)      # refused before any file is decoded
+    with pytest.raises(DataError, match=r"images at 512 px would take .* over this server's limit .* pick an image size"):
+        load_folder(labelled_folder, 512, cache_dir=str(tmp_path / "cache"))
+
+
 def test_second_load_comes_from_the_cache(labelled_folder, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     first = load_folder(labelled_folder, 12, cache_dir=str(cache_dir))

@@ -110,6 +110,16 @@ def test_labelled_train_and_test_then_from_the_cache(hub, isolated, capsys):
     assert "decoding" not in capsys.readouterr().err
 
 
+def test_a_split_too_big_to_decode_on_a_public_server_is_refused_before_decoding(monkeypatch):
+    """A stranger picks the data set and the image size; their product must not take the server's memory."""
+    monkeypatch.setenv("SSLCORE_PUBLIC", "1")
+    monkeypatch.setenv("SSLCORE_MAX_DECODED_MB", "0.02")     # 20,971 bytes: 27 images at 16 px, not 30
+    with pytest.raises(DataError, match=r"30 images at 16 px would take 0\.0 GB .* pick an image size of 15 px or less"):
+        hf("alice/shapes")
+    monkeypatch.setenv("SSLCORE_MAX_DECODED_MB", "1")
+    assert hf("alice/shapes").train_images.shape[0] == 30
+
+
 def test_train_only_holds_out_a_stratified_test_split():
     dataset = hf("alice/train-only", test_fraction=0.25, seed=3)
     assert len(dataset.train_images) + len(dataset.test_images) == 40

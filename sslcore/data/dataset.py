@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,6 +91,32 @@ def _count(images: np.ndarray) -> int:
 def _check_image_size(image_size: int) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
         raise ValueError(f"image_size must be a positive integer (pixels per side), got {image_size!r}")
+
+
+DECODED_LIMIT_ENV = "SSLCORE_MAX_DECODED_MB"
+PUBLIC_DECODED_LIMIT_MB = 4096   # a public server's default: one visitor's data set must not take the server's memory
+
+
+def decoded_limit_bytes() -> int | None:
+    """How much one decoded data set may take in memory: ``SSLCORE_MAX_DECODED_MB``, else 4 GiB on a public server
+    (a Space, where a stranger picks the data and the image size) and no limit on the user's own machine."""
+    from sslcore import credentials
+
+    if os.environ.get(DECODED_LIMIT_ENV):
+        return int(credentials.positive_setting(DECODED_LIMIT_ENV, PUBLIC_DECODED_LIMIT_MB) * 1024 ** 2)
+    return PUBLIC_DECODED_LIMIT_MB * 1024 ** 2 if credentials.on_public_server() else None
+
+
+def check_decoded_size(count: int, image_size: int, what: str) -> None:
+    """Refuse, before decoding anything, a data set whose decoded images would not fit the limit above."""
+    limit = decoded_limit_bytes()
+    needed = count * image_size * image_size * 3
+    if limit is None or needed <= limit:
+        return
+    fits = int(math.sqrt(limit / (3 * count)))
+    raise DataError(f"{what}: {count:,} images at {image_size} px would take {needed / 1024 ** 3:.1f} GB of memory "
+                    f"once decoded, over this server's limit of {limit / 1024 ** 3:.1f} GB ({DECODED_LIMIT_ENV}): "
+                    f"pick an image size of {fits} px or less, or fewer images")
 
 
 def _check_test_fraction(test_fraction: float) -> None:

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from sslcore.data.cache import _cache_file, _folder_fingerprint, _read_cache, _write_cache
-from sslcore.data.dataset import DataError, Dataset, FolderImages, _check_image_size, _labelled_dataset
+from sslcore.data.dataset import (DataError, Dataset, FolderImages, _check_image_size, _labelled_dataset,
+                                  check_decoded_size)
 from sslcore.data.decode import decode_image
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ def _decode_folder(
     image_size: int,
     skip_bad_images: bool,
 ) -> FolderImages:
+    check_decoded_size(len(files), image_size, f"Folder {os.path.basename(root.rstrip(os.sep)) or root}")
     log.info("Decoding %d images from %s at %dx%d", len(files), root, image_size, image_size)
     images = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
     failures = _decode_files_into(images, root, files, image_size)

@@ -35,7 +35,7 @@ import numpy as np
 
 from sslcore import credentials, download_limit
 from sslcore.data.cache import CACHE_FORMAT_VERSION
-from sslcore.data.dataset import DataError, Dataset, _labelled_dataset
+from sslcore.data.dataset import DataError, Dataset, _labelled_dataset, check_decoded_size
 from sslcore.data.decode import decode_image
 
 log = logging.getLogger(__name__)
@@ -463,7 +463,9 @@ def _decode_files(paths: list[str], repo_paths: list[str], image_column: str, la
     import pyarrow.parquet as pq
 
     files = [pq.ParquetFile(path, pre_buffer=False) for path in paths]   # pre-buffering only raised the peak
-    images = np.empty((sum(f.metadata.num_rows for f in files), image_size, image_size, 3), np.uint8)
+    rows = sum(f.metadata.num_rows for f in files)
+    check_decoded_size(rows, image_size, "This split of the Hub dataset")
+    images = np.empty((rows, image_size, image_size, 3), np.uint8)
     labels = np.empty(len(images), np.int64) if label_column else None
     at = 0
     for parquet, repo_path in zip(files, repo_paths):

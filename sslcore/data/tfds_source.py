@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from sslcore.data.dataset import DataError, Dataset, _labelled_dataset
+from sslcore.data.dataset import DataError, Dataset, _labelled_dataset, check_decoded_size
 from sslcore.data.decode import _array_to_square_rgb
 
 _TFDS_BATCH = 1024
@@ -32,6 +32,7 @@ def _load_tfds(
         return _read_tfds_split(builder, name, split, image_key, label_key if labelled else None, image_size)
 
     known_splits = set(builder.info.splits.keys())  # empty until prepared (and under tfds mocks)
+    check_decoded_size(sum(int(builder.info.splits[split].num_examples) for split in known_splits), image_size, source)
     if _base_name(name) == "stl10" or "unlabelled" in known_splits:
         pool, _ = read("unlabelled", labelled=False)
         probe_images, probe_labels = read("train")
