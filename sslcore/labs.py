@@ -246,6 +246,9 @@ class Lab:
             raise AccessError(f"This Space trains a run for at most {minutes:g} minutes at a time, so everyone gets "
                               f"a turn: ask for {minutes:g} minutes or fewer (a longer run stops there, and Resume "
                               "continues it), or run the lab on your own machine for longer runs")
+        if settings.get("tfds_data_dir"):
+            raise AccessError("tfds_data_dir cannot be set on this Space (it names a folder on the server): leave it "
+                              "empty for the prepared tfds sets, or use a Hugging Face dataset (hf:OWNER/NAME)")
         kept = settings.get("keep_checkpoints")
         if kept is not None and not 1 <= int(kept) <= MAX_KEPT_CHECKPOINTS:
             raise AccessError(f"keep_checkpoints must be 1 to {MAX_KEPT_CHECKPOINTS} on this Space (each checkpoint "

@@ -370,9 +370,13 @@ def test_unknown_source(source):
         load(source, 8)
 
 
-def test_bare_directory_suggests_the_folder_prefix(tmp_path):
+def test_bare_directory_suggests_the_folder_prefix(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=f"folder:{tmp_path}"):
         load(str(tmp_path), 8)
+    monkeypatch.setenv("SSLCORE_PUBLIC", "1")   # a stranger learns nothing of which server paths exist
+    with pytest.raises(DataError) as refused:
+        load(str(tmp_path), 8)
+    assert "folder:" not in str(refused.value).split("Valid forms")[0] and "To train on that directory" not in str(refused.value)
 
 
 # --------------------------------------------------------------------------------------------

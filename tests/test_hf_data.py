@@ -200,7 +200,8 @@ def closed_port() -> int:
         return probe.getsockname()[1]            # nothing listens once the probe is closed
 
 
-@pytest.mark.parametrize("spec", ["cifar10", "a/b/c", "alice/shapes@", "alice/shapes:", ":cfg", "alice/sh apes", ""])
+@pytest.mark.parametrize("spec", ["cifar10", "a/b/c", "alice/shapes@", "alice/shapes:", ":cfg", "alice/sh apes", "",
+                                  "alice/shapes@../../../../etc/hostname"])
 def test_bad_spec(spec):
     with pytest.raises(DataError, match=r"is not a Hub dataset: write 'hf:OWNER/NAME'"):
         hf(spec)

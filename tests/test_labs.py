@@ -137,7 +137,8 @@ def test_a_run_on_a_space_is_bounded_in_time_and_in_checkpoints(labs):
     alice = labs.lab(visitor_id("alice-key-0123456789"))
     for settings, message in (({"budget_minutes": 61}, "at most 60 minutes"),
                               ({"keep_checkpoints": 0}, "keep_checkpoints must be 1 to 3"),
-                              ({"keep_checkpoints": 50}, "keep_checkpoints must be 1 to 3")):
+                              ({"keep_checkpoints": 50}, "keep_checkpoints must be 1 to 3"),
+                              ({"tfds_data_dir": "/srv/tfds"}, "tfds_data_dir cannot be set on this Space")):
         with pytest.raises(AccessError, match=message):
             alice.start({**TINY, "data": "digits", **settings}, "tensorflow")
     assert alice.runs() == []

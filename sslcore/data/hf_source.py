@@ -90,7 +90,9 @@ def _parse_spec(spec: str) -> _Spec:
     match = (re.fullmatch(r"(?P<repo>[^@:\s]+)(?:@(?P<rev>[^@:\s]+))?(?::(?P<config>[^@:/\s]+))?", spec or "")
              or re.fullmatch(r"(?P<repo>[^@:\s]+):(?P<config>[^@:/\s]+)@(?P<rev>[^@:\s]+)", spec or ""))
     repo = match and match.group("repo")
-    if not match or not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo) or ".." in repo:
+    # A revision names a branch, tag or commit; ".." in it would climb out of the Hub cache's refs/ when offline.
+    if (not match or not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo) or ".." in repo
+            or ".." in (match.group("rev") or "")):
         raise DataError(f"'hf:{spec}' is not a Hub dataset: write {_SPEC_FORMS}.")
     return _Spec(repo, match.group("rev"), match.group("config"))
 

@@ -115,7 +115,10 @@ def known_train_count(source: str, test_fraction: float, seed: int) -> int | Non
 
 
 def _unknown_source_message(source: str) -> str:
+    from sslcore.credentials import on_public_server
+
     message = f"Unknown data source {source!r}. Valid forms: {SOURCE_FORMS}."
-    if os.path.isdir(os.path.expanduser(source)):
+    # Not on a public server: there the hint would tell a stranger which server paths exist.
+    if not on_public_server() and os.path.isdir(os.path.expanduser(source)):
         message += f" To train on that directory, write 'folder:{source}'."
     return message
