@@ -49,7 +49,8 @@ SPACE_HINTS = {"init": "start the encoder from a pretrained one: one of your run
                        "resnet18 such as hf://timm/resnet18.a1_in1k"}
 
 
-def setting_control(row: dict, public: bool = False):
+def setting_control(row: dict, public: bool = False, run_minutes: float | None = None):
+    """``run_minutes``: how long one start may train on this public Space (sslcore.labs), said beside the budget."""
     label = LABELS.get(row["name"], row["name"].replace("_", " ").capitalize())
     if row["choices"]:
         return gr.Dropdown(list(row["choices"]), value=row["default"], label=label, info=row["help"])
@@ -57,8 +58,10 @@ def setting_control(row: dict, public: bool = False):
         hint = SPACE_HINTS.get(row["name"], row["help"]) if public else row["help"]
         return gr.Textbox(row["default"] or "", label=label, info=hint)
     if row["name"] in UNSET_BY_ZERO:   # a number box cannot be empty: Gradio sends 0 for it
+        limit = (f"; this Space trains a run at most {run_minutes:g} minutes per start, then Resume continues it"
+                 if public and run_minutes and row["name"] == "budget_minutes" else "")
         return gr.Number(0, precision=0 if row["kind"] is int else None, label=label,
-                         info=f"{row['help'].split(';')[0]} ({UNSET_BY_ZERO[row['name']]})")
+                         info=f"{row['help'].split(';')[0]} ({UNSET_BY_ZERO[row['name']]}{limit})")
     # The range goes in the hint, not in gr.Number's own bounds: Gradio refuses an out-of-range number with a
     # toast that names no setting, where TrainConfig.validate says which setting and why in the status box.
     low, high = row["minimum"], row["maximum"]
@@ -216,7 +219,10 @@ def build(context: AppContext, tab: gr.Tab) -> None:
             for first in range(1, len(FORM_SETTINGS), 2):   # in pairs; an odd one out has a row of its own
                 pair = FORM_SETTINGS[first: first + 2]
                 with gr.Row():
-                    settings_form.update({name: setting_control(SETTINGS[name], context.public) for name in pair})
+                    # On ZeroGPU the visitor's own GPU quota bounds a run, not the Space's minutes per start.
+                    limit = None if chunked else context.labs.settings.run_minutes
+                    settings_form.update({name: setting_control(SETTINGS[name], context.public, limit)
+                                          for name in pair})
             backends = ["torch"] if chunked else installed_backends()
             backend = gr.Dropdown(backends, value=BACKEND if BACKEND in backends else backends[0], label="Keras backend",
                                   interactive=not chunked,

@@ -220,3 +220,5 @@ def test_the_start_from_hint_on_a_public_space_names_run_ids_not_server_paths():
     assert "a run folder" in setting_control(SETTINGS["init"]).info
     on_a_space = setting_control(SETTINGS["init"], public=True).info
     assert "one of your runs (its id" in on_a_space and "folder" not in on_a_space and "file" not in on_a_space
+    assert "at most 60 minutes per start" in setting_control(SETTINGS["budget_minutes"], True, 60).info
+    assert "per start" not in setting_control(SETTINGS["budget_minutes"], False, 60).info
