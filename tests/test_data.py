@@ -5,6 +5,7 @@ All images are generated in tmp_path; nothing reads /work/shared/data or the net
 
 import io
 import os
+import time
 import socket
 import sys
 
@@ -420,6 +421,33 @@ def test_decoded_size_limit_is_a_public_servers_and_refuses_before_decoding(labe
     forbid_decoding(monkeypatch)      # refused before any file is decoded
     with pytest.raises(DataError, match=r"images at 512 px would take .* over this server's limit .* pick an image size"):
         load_folder(labelled_folder, 512, cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_public_servers_cache_stays_within_its_limit_dropping_the_least_recently_used(labelled_folder, tmp_path,
+                                                                                        monkeypatch):
+    """Strangers pick the data and the image size, and each pair is a cache file as large as the decoded set: on a
+    public server a cache folder keeps within SSLCORE_CACHE_MB, the least recently used files going first."""
+    scratch = tmp_path / "scratch"
+    sizes = {}
+    for side in (8, 12, 16):
+        load_folder(labelled_folder, side, cache_dir=str(scratch))
+        sizes[side] = sum((scratch / name).stat().st_size for name in cache_files(scratch)) - sum(sizes.values())
+    monkeypatch.setenv("SSLCORE_PUBLIC", "1")
+    monkeypatch.setenv("SSLCORE_CACHE_MB", str((sizes[8] + sizes[16] + sizes[12] / 2) / 1024 ** 2))
+    cache_dir = tmp_path / "cache"
+    load_folder(labelled_folder, 8, cache_dir=str(cache_dir))
+    load_folder(labelled_folder, 12, cache_dir=str(cache_dir))
+    assert len(cache_files(cache_dir)) == 2
+    for name in cache_files(cache_dir):    # written a while ago, 8 px first (the clock's tick is coarser than this)
+        written = time.time() - (120 if "-8px-" in name else 60)
+        os.utime(cache_dir / name, (written, written))
+    decode = folders.decode_image
+    forbid_decoding(monkeypatch)
+    load_folder(labelled_folder, 8, cache_dir=str(cache_dir))       # read from the cache: now the most recently used
+    monkeypatch.setattr(folders, "decode_image", decode)
+    load_folder(labelled_folder, 16, cache_dir=str(cache_dir))
+    kept = cache_files(cache_dir)
+    assert len(kept) == 2 and any("-8px-" in name for name in kept) and any("-16px-" in name for name in kept), kept
 
 
 def test_second_load_comes_from_the_cache(labelled_folder, tmp_path, monkeypatch):

@@ -64,6 +64,7 @@ def _read_cache(cache_file: str, image_size: int) -> FolderImages | None:
     if folder.images.shape[1:] != (image_size, image_size, 3) or len(folder.paths) != len(folder.images):
         log.warning("Ignoring cache file %s: its contents do not match; decoding again.", cache_file)
         return None
+    mark_used(cache_file)
     return folder
 
 
@@ -78,7 +79,12 @@ def _folder_from_arrays(data) -> FolderImages:
 
 
 def _write_cache(cache_file: str, folder: FolderImages) -> None:
-    """Write atomically (temp file + rename), so a crash or a parallel run never leaves half a cache.
+    write_cache_file(cache_file, _arrays_from_folder(folder))
+
+
+def write_cache_file(cache_file: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically (temp file + rename), so a crash or a parallel run never leaves half a cache; then drop
+    what can never match again and keep the cache folder within its limit.
 
     A cache that cannot be written only costs speed next time, so failures are logged, not raised.
     """
@@ -88,10 +94,11 @@ def _write_cache(cache_file: str, folder: FolderImages) -> None:
         os.makedirs(directory, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
         with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **_arrays_from_folder(folder))
+            np.savez(stream, **arrays)
         os.replace(temporary, cache_file)
         temporary = None
         _prune_stale_caches(cache_file)
+        keep_within_limit(directory, cache_file)
     except OSError as error:
         log.warning("Could not write the image cache %s (%s); the next run will decode again.", cache_file, error)
     finally:
@@ -108,6 +115,47 @@ def _arrays_from_folder(folder: FolderImages) -> dict[str, np.ndarray]:
         "paths": np.array(folder.paths, dtype=str),
         "skipped": np.array(folder.skipped, dtype=str).reshape(-1, 2),
     }
+
+
+CACHE_LIMIT_ENV = "SSLCORE_CACHE_MB"
+PUBLIC_CACHE_LIMIT_MB = 8192   # per cache folder (folders/, hf/) on a public server
+
+
+def cache_limit_bytes() -> int | None:
+    """How much one cache folder may hold: ``SSLCORE_CACHE_MB``, else 8 GiB on a public server (where strangers pick
+    the data and the image size, and each pair is a file as large as the decoded set), else no limit."""
+    from sslcore import credentials
+
+    if os.environ.get(CACHE_LIMIT_ENV):
+        return int(credentials.positive_setting(CACHE_LIMIT_ENV, PUBLIC_CACHE_LIMIT_MB) * 1024 ** 2)
+    return PUBLIC_CACHE_LIMIT_MB * 1024 ** 2 if credentials.on_public_server() else None
+
+
+def keep_within_limit(directory: str, keep: str) -> None:
+    """Remove the least recently used caches in ``directory`` (never ``keep``, just written) until it fits."""
+    limit = cache_limit_bytes()
+    if limit is None:
+        return
+    try:
+        entries = sorted((entry.stat().st_mtime, entry.stat().st_size, entry.path) for entry in os.scandir(directory)
+                         if entry.name.endswith(".npz") and not entry.name.startswith(".tmp-"))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in entries:
+            if total <= limit:
+                break
+            if os.path.abspath(path) != os.path.abspath(keep):
+                os.remove(path)
+                total -= size
+    except OSError:
+        pass  # another process may be pruning too; the next write tries again
+
+
+def mark_used(cache_file: str) -> None:
+    """A cache read now is the last to be removed (``keep_within_limit`` goes by modification time)."""
+    try:
+        os.utime(cache_file)
+    except OSError:
+        pass
 
 
 def _prune_stale_caches(cache_file: str) -> None:

@@ -27,14 +27,13 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from sslcore import credentials, download_limit
-from sslcore.data.cache import CACHE_FORMAT_VERSION
+from sslcore.data.cache import CACHE_FORMAT_VERSION, mark_used, write_cache_file
 from sslcore.data.dataset import DataError, Dataset, _labelled_dataset, check_decoded_size
 from sslcore.data.decode import decode_image
 
@@ -566,34 +565,18 @@ def _read_cache(cache_file: str, image_size: int) -> _Decoded | None:
                 splits[split] = (images, data[f"{split}_labels"].astype(np.int32) if has_labels else None)
                 if images.shape[1:] != (image_size, image_size, 3) or images.dtype != np.uint8:
                     raise ValueError(f"{split} images have shape {images.shape}")
-            return _Decoded(splits, [str(n) for n in data["class_names"]], labelled)
+            decoded = _Decoded(splits, [str(n) for n in data["class_names"]], labelled)
+        mark_used(cache_file)
+        return decoded
     except Exception as error:  # noqa: BLE001 - a corrupt cache is rebuilt, whatever it raises
         log.warning("Ignoring unreadable cache file %s (%s); decoding again.", cache_file, error)
         return None
 
 
 def _write_cache(cache_file: str, decoded: _Decoded) -> None:
-    """Atomic (temp file + rename); a cache that cannot be written only costs speed next time."""
     arrays = {"labelled": np.array(decoded.labelled), "splits": np.array(list(decoded.splits), dtype=str),
               "class_names": np.array(decoded.class_names, dtype=str)}
     for split, (images, labels) in decoded.splits.items():
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = labels if labels is not None else np.zeros(0, np.int32)
-    directory = os.path.dirname(cache_file)
-    temporary = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, cache_file)
-        temporary = None
-        prefix = os.path.basename(cache_file).rsplit("-", 1)[0] + "-"
-        for name in os.listdir(directory):
-            if name.startswith(prefix) and name != os.path.basename(cache_file):
-                os.remove(os.path.join(directory, name))
-    except OSError as error:
-        log.warning("Could not write the cache %s (%s); the next run will decode again.", cache_file, error)
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.remove(temporary)
+    write_cache_file(cache_file, arrays)
