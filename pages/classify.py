@@ -5,7 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from pages import few_labels
-from pages.common import AppContext, hub_token, message_html, refreshed_runs, reports_errors, run_dropdown, upload_name
+from pages.common import (AppContext, hub_token, message_html, refreshed_runs, reports_errors, run_dropdown, toast,
+                          upload_name)
 from pages.images import png_file
 from pages.thumbnails import gallery_css
 from sslcore import zerogpu
@@ -62,7 +63,7 @@ def build(context: AppContext, tab: gr.Tab) -> None:
         message = message_html(summary, "ok") if not problems else message_html(
             summary + ". Skipped: " + " | ".join(problems) + ". Upload image files (PNG, JPEG, ...) instead.", "error")
         if problems:
-            gr.Warning(" | ".join(problems))
+            toast(" | ".join(problems))
         return shown, rows, [{k: v for k, v in r.items() if k != "image"} for r in results], message
 
     button.click(classify, [run, files, top_k, token], [gallery, ranking, table, status], api_name="classify",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import html
 import os
+import re
 import secrets
 import threading
 import traceback
@@ -72,10 +73,12 @@ class AppContext:
 
     def model_source(self, choice: str | None) -> str | Path:
         """A run picked from the list, or a Hub model typed into it (``USER/NAME`` or ``hf://USER/NAME``)."""
-        from sslcore.hub import is_hub_model
+        from sslcore.hub import is_hub_id, is_hub_model
 
         choice = (choice or "").strip()
-        if choice and is_hub_model(choice) and not (self.manager.root / choice).exists():
+        # On a public Space by its form alone: a look at the disk would tell a stranger which paths exist there.
+        hub_model = is_hub_id(choice) if self.public else is_hub_model(choice) and not (self.manager.root / choice).exists()
+        if choice and hub_model:
             return choice
         return self.run_path(choice)
 
@@ -111,9 +114,9 @@ class _VisitorJobs:
 # ---------------------------------------------------------------------------------------------- visitors
 
 VISITOR_KEY_STORAGE = "sslcore-visitor"
-_MIN_KEY_LENGTH = 16
+_VISITOR_KEY = re.compile(r"^[A-Za-z0-9_-]{16,128}$")   # what remember_visitor makes (32 characters), with room
 _SESSIONS: "OrderedDict[str, str]" = OrderedDict()   # Gradio session -> the visitor key its browser keeps
-_SESSIONS_KEPT = 20_000
+_SESSIONS_KEPT = 100_000                              # least recently used go first (a few MB at most)
 _SESSIONS_LOCK = threading.Lock()
 
 
@@ -126,12 +129,14 @@ def current_visitor() -> str | None:
         return None
     with _SESSIONS_LOCK:
         key = _SESSIONS.get(session)
+        if key is not None:   # in use: the last to be forgotten when strangers flood the table
+            _SESSIONS.move_to_end(session)
     return visitor_id(key or f"session:{session}")
 
 
 def remember_visitor(key: str | None, request: gr.Request) -> str:
     """Page load: tie this browser session to the visitor key kept in the browser, making one on the first visit."""
-    if not isinstance(key, str) or len(key) < _MIN_KEY_LENGTH:
+    if not is_visitor_key(key):
         key = secrets.token_urlsafe(24)
     register_visitor(key, request)
     return key
@@ -140,7 +145,7 @@ def remember_visitor(key: str | None, request: gr.Request) -> str:
 def register_visitor(key: str | None, request: gr.Request | None) -> None:
     """Other load events take the key too, so whichever runs first already answers for the right lab."""
     session = getattr(request, "session_hash", None)
-    if session and isinstance(key, str) and len(key) >= _MIN_KEY_LENGTH:
+    if session and is_visitor_key(key):
         with _SESSIONS_LOCK:
             _SESSIONS[session] = key
             _SESSIONS.move_to_end(session)
@@ -148,11 +153,21 @@ def register_visitor(key: str | None, request: gr.Request | None) -> None:
                 _SESSIONS.popitem(last=False)
 
 
+def is_visitor_key(key: Any) -> bool:
+    """A key as the app makes them: long enough not to be guessed, short enough not to fill the session table."""
+    return isinstance(key, str) and bool(_VISITOR_KEY.match(key))
+
+
 def visitor_key_state(root: Path) -> gr.BrowserState:
     return gr.BrowserState(None, storage_key=VISITOR_KEY_STORAGE, secret=browser_secret(root))
 
 
 # ---------------------------------------------------------------------------------------------- messages
+
+
+def toast(message: str) -> None:
+    """A warning toast; Gradio renders its text as HTML, and messages carry visitors' file and folder names."""
+    gr.Warning(html.escape(str(message)))
 
 
 def message_html(text: str, kind: str = "info") -> str:
@@ -177,7 +192,7 @@ def reports_errors(outputs: int, status_at: int = -1) -> Callable:
                 message = f"Something went wrong ({type(error).__name__}: {error}). The app is still running; try again."
                 if "memory" in str(error).lower() or "ResourceExhausted" in type(error).__name__:
                     message += " It looks like the machine ran out of memory: use smaller images or fewer of them."
-            gr.Warning(message)
+            toast(message)
             values = [gr.skip()] * outputs
             values[status_at] = message_html(message, "error")
             return values[0] if outputs == 1 else tuple(values)

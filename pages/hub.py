@@ -11,7 +11,7 @@ import html
 
 import gradio as gr
 
-from pages.common import AppContext, message_html, refreshed_runs, run_dropdown
+from pages.common import AppContext, message_html, refreshed_runs, run_dropdown, toast
 from sslcore import hub
 from sslcore.credentials import server_credentials_allowed
 
@@ -55,13 +55,13 @@ def build(context: AppContext, tab: gr.Tab) -> None:
                               progress=report)
         except (hub.HubError, ValueError, FileNotFoundError) as error:
             message = hub.scrub(str(error), secret)
-            gr.Warning(message)
+            toast(message)
             return gr.skip(), message_html(message, "error")
         except Exception as error:  # noqa: BLE001 - say what happened (without the token) and keep serving
             message = hub.scrub(f"Push failed ({type(error).__name__}: {error}). The app is still running; try again.",
                                 secret)
             print(f"hub page: {message}", flush=True)
-            gr.Warning(message)
+            toast(message)
             return gr.skip(), message_html(message, "error")
         return _result_markdown(result), message_html(
             f"pushed {len(result.files)} files to {result.repo_id}" + (" (private)" if result.private else ""), "ok")

@@ -355,10 +355,16 @@ def _version() -> str:
 # ---------------------------------------------------------------------------------------------- load
 
 
+def is_hub_id(source: str | os.PathLike) -> bool:
+    """``hf://USER/NAME`` or ``USER/NAME`` by its form alone, whatever the local disk holds."""
+    source = os.fspath(source)
+    return source.startswith("hf://") or bool(_REPO_ID.match(source))
+
+
 def is_hub_model(source: str | os.PathLike) -> bool:
     """``hf://USER/NAME``, or ``USER/NAME`` that is not a local folder."""
     source = os.fspath(source)
-    return source.startswith("hf://") or (not os.path.exists(source) and bool(_REPO_ID.match(source)))
+    return source.startswith("hf://") or (not os.path.exists(source) and is_hub_id(source))
 
 
 def load(model: str | os.PathLike, *, token: str | None = None, endpoint: str | None = None,

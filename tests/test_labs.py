@@ -293,3 +293,70 @@ def test_a_hostile_upload_is_refused_with_its_entry_named_and_nothing_kept(space
         with pytest.raises(Exception, match="was not uploaded to this Space"):
             mallory.predict([value], api_name="/upload_data")
     assert mallory.predict(api_name="/list_uploads") == []
+
+
+# ---------------------------------------------------------------------------------------------- the page's helpers
+
+
+def test_visitor_keys_are_bounded_and_the_sessions_in_use_are_forgotten_last(monkeypatch):
+    """A key is what the app makes (URL-safe, 16-128 characters): a megabyte 'key' sent to the private
+    remember_visitor endpoint is replaced, not kept; and a flood of new sessions evicts idle ones before busy ones."""
+    import secrets
+
+    from gradio.context import LocalContext
+    from pages import common
+
+    class Request:
+        def __init__(self, session):
+            self.session_hash = session
+
+    monkeypatch.setattr(common, "_SESSIONS", type(common._SESSIONS)())
+    monkeypatch.setattr(common, "_SESSIONS_KEPT", 3)
+    made = secrets.token_urlsafe(24)
+    assert common.is_visitor_key(made) and not common.is_visitor_key("A" * 1_000_000)
+    assert not common.is_visitor_key("short") and not common.is_visitor_key("<script>alert(1)</script>xx")
+    assert common.remember_visitor("A" * 1_000_000, Request("s0")) != "A" * 1_000_000
+    assert common.remember_visitor(made, Request("busy")) == made
+    for session in ("s1", "s2"):
+        common.remember_visitor(secrets.token_urlsafe(24), Request(session))
+    token = LocalContext.request.set(Request("busy"))
+    try:
+        assert common.current_visitor() == visitor_id(made)   # busy is used: it moves to the end
+    finally:
+        LocalContext.request.reset(token)
+    common.remember_visitor(secrets.token_urlsafe(24), Request("s3"))
+    assert "busy" in common._SESSIONS and "s0" not in common._SESSIONS and len(common._SESSIONS) == 3
+
+
+def test_error_toasts_escape_what_visitors_named(monkeypatch):
+    """Gradio renders a toast as HTML: a file name inside an upload must not become markup on the page."""
+    from pages import common
+    from sslcore.data import DataError
+
+    shown = []
+    monkeypatch.setattr(common.gr, "Warning", shown.append)
+
+    @common.reports_errors(outputs=1)
+    def event():
+        raise DataError("No images in the upload. Skipped: <img src=https://evil.example>.txt")
+
+    status = event()
+    assert shown == ["No images in the upload. Skipped: &lt;img src=https://evil.example&gt;.txt"]
+    assert "<img" not in status
+
+
+def test_on_a_space_a_typed_model_is_told_from_a_run_by_its_form_alone(tmp_path, monkeypatch):
+    """USER/NAME is a Hub model whatever the server's disk holds: checking the disk told strangers which paths exist
+    (another visitor's run folder, files beside the app)."""
+    from pages.common import AppContext
+
+    manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
+    (tmp_path / "runs" / "v0123" / "photos").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    public = AppContext(manager, None, labs=Labs(manager, public=True, received_dir=tmp_path))
+    for typed in ("v0123/photos", "runs/v0123", "alice/model"):
+        assert public.model_source(typed) == typed
+    local = AppContext(manager, None, labs=Labs(manager, public=False))
+    assert local.model_source("alice/model") == "alice/model"
+    with pytest.raises(ValueError, match="not a run id"):
+        local.model_source("v0123/photos")       # locally a folder in the runs root is not taken for a Hub id
