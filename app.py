@@ -15,6 +15,7 @@ import gradio as gr
 import sslcore
 from pages import audit, augment, classify, common, explore, hub, train, uploads
 from sslcore import zerogpu
+from sslcore.credentials import on_public_server
 from sslcore.data.archives import UploadLimits
 from sslcore.jobs import JobManager
 
@@ -54,7 +55,9 @@ CSS = """
 def build_app(jobs: JobManager | None = None) -> gr.Blocks:
     # On ZeroGPU nothing may train in the background: the visitor's page drives each GPU call.
     jobs = jobs or (zerogpu.ChunkedJobManager() if zerogpu.on_zerogpu() else JobManager())
-    with gr.Blocks(title="sslcore lab") as demo:
+    # A public Space's strangers leave files in Gradio's cache with every upload and download: cleared after 2 hours.
+    delete_cache = (1800, 7200) if on_public_server() else None
+    with gr.Blocks(title="sslcore lab", delete_cache=delete_cache) as demo:
         context = common.AppContext(jobs=jobs, demo=demo)
         # A public Space does not say where its disk is; a local user wants to know where runs go.
         where = (" · your own lab: your runs and uploads are yours alone" if context.public

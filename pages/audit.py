@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
 import gradio as gr
 import numpy as np
@@ -77,7 +76,7 @@ def summary_text(report: audit.AuditReport, threshold: float, *, public: bool = 
 
 def run_audit(lab: Lab, run_path, folder: str | None, threshold: float) -> tuple[audit.AuditReport, str]:
     """Audit into a fresh temporary folder (CSV downloads); keeps pairs down to SLIDER_FLOOR for the slider."""
-    out = tempfile.mkdtemp(prefix="sslcore-audit-")
+    out = str(lab.output_folder("audit"))
     report = audit.audit_folder(run_path, resolve_folder(lab, run_path, folder), out, threshold=float(threshold),
                                 candidate_floor=SLIDER_FLOOR)
     return report, out
@@ -85,7 +84,7 @@ def run_audit(lab: Lab, run_path, folder: str | None, threshold: float) -> tuple
 
 def run_export(lab: Lab, run_path, folder: str | None) -> tuple[str, dict]:
     """Projector files for the folder, zipped for download."""
-    out = tempfile.mkdtemp(prefix="sslcore-projector-")
+    out = str(lab.output_folder("projector"))
     summary = export.export_folder(run_path, resolve_folder(lab, run_path, folder), os.path.join(out, "projector"))
     archive = shutil.make_archive(os.path.join(out, "projector"), "zip", root_dir=os.path.join(out, "projector"))
     return archive, summary

@@ -6,7 +6,6 @@ One block, placed on the Audit page (its images: uploads, or else the audited fo
 from __future__ import annotations
 
 import os
-import tempfile
 
 import gradio as gr
 
@@ -52,7 +51,7 @@ def run_labels(lab: Lab, run_path, folder: str | None, examples_folder: str | No
         raise ValueError("Give examples: a folder with one subfolder per class, or upload files named CLASS_anything.png")
     images = [str(f) for f in image_files] if image_files else resolve_folder(lab, run_path, folder)
     result = labeling.label_images(run_path, images, examples=examples, method=method)
-    out = os.path.join(tempfile.mkdtemp(prefix="sslcore-labels-"), "labels.csv")
+    out = str(lab.output_folder("labels") / "labels.csv")
     labeling.write_labels_csv(out, result)
     return result, out
 

@@ -13,7 +13,9 @@ The settings are environment variables, read when the app starts:
 unseen this long loses their finished runs and uploads, default 24) and ``SSLCORE_VISITOR_MAX_JOBS`` (runs one
 visitor may have queued or training at once, default 1, so nobody queues many runs ahead of others) and
 ``SSLCORE_VISITOR_RUN_MINUTES`` (training minutes one start or resume may take, default 60: the run then stops with
-its checkpoint and models saved, and Resume queues it again behind the others).
+its checkpoint and models saved, and Resume queues it again behind the others). Since a stranger can be a new
+visitor on every request, the whole Space has caps too: ``SSLCORE_SPACE_MAX_RUNS`` (runs queued or training, default
+8) and ``SSLCORE_SPACE_QUOTA_MB`` (all labs' uploads and runs, default 20480).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -36,8 +39,14 @@ LOCAL = "local"
 UPLOADS_DIR = ".uploads"       # under the runs root: .uploads/<visitor>/<upload name>/
 SEEN_DIR = ".visitors"         # under the runs root: one file per visitor, its mtime the last time they were seen
 UPLOAD_PREFIX = "upload:"
+OUTPUTS_DIR = ".outputs"       # under a visitor's uploads: files the pages wrote for download (not an upload)
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_KEPT_CHECKPOINTS = 3      # on a public Space: the default; 0 would keep every epoch's
+# On a public Space, the largest sizes one visitor's run may ask for: memory is shared, and a run over it can take
+# the app down with it. Method settings by the kind of size their name says.
+SPACE_MAXIMUMS = {"image_size": 256, "batch_size": 1024, "encoder_width": 512, "knn_bank_size": 50_000,
+                  "eval_size": 10_000}
+SPACE_METHOD_MAXIMUMS = {"_dim": 4096, "_layers": 4, "queue_size": 65_536}
 _SEEN_EVERY_SECONDS = 60.0
 _COLLECT_EVERY_SECONDS = 600.0
 
@@ -60,13 +69,18 @@ class LabSettings:
     idle_seconds: float = 24 * 3600.0
     max_jobs_per_visitor: int = 1
     run_minutes: float = 60.0
+    # For the whole Space: a stranger can be a new visitor on every request, so per-visitor limits alone bound nothing.
+    space_max_runs: int = 8
+    space_quota_bytes: int = 20 * 1024 ** 3
 
     @classmethod
     def from_env(cls) -> "LabSettings":
         return cls(quota_bytes=int(credentials.positive_setting("SSLCORE_VISITOR_QUOTA_MB", 2048) * 1024 ** 2),
                    idle_seconds=credentials.positive_setting("SSLCORE_VISITOR_TTL_HOURS", 24) * 3600.0,
                    max_jobs_per_visitor=max(1, int(credentials.positive_setting("SSLCORE_VISITOR_MAX_JOBS", 1))),
-                   run_minutes=credentials.positive_setting("SSLCORE_VISITOR_RUN_MINUTES", 60))
+                   run_minutes=credentials.positive_setting("SSLCORE_VISITOR_RUN_MINUTES", 60),
+                   space_max_runs=max(1, int(credentials.positive_setting("SSLCORE_SPACE_MAX_RUNS", 8))),
+                   space_quota_bytes=int(credentials.positive_setting("SSLCORE_SPACE_QUOTA_MB", 20480) * 1024 ** 2))
 
 
 class Labs:
@@ -249,12 +263,25 @@ class Lab:
         if settings.get("tfds_data_dir"):
             raise AccessError("tfds_data_dir cannot be set on this Space (it names a folder on the server): leave it "
                               "empty for the prepared tfds sets, or use a Hugging Face dataset (hf:OWNER/NAME)")
+        asked = [(name, settings.get(name), limit) for name, limit in SPACE_MAXIMUMS.items()]
+        asked += [(f"method_params.{name}", value, limit) for name, value in (settings.get("method_params") or {}).items()
+                  for ending, limit in SPACE_METHOD_MAXIMUMS.items() if name.endswith(ending)]
+        for name, value, limit in asked:
+            value = _number(value)
+            if value is not None and value > limit:
+                raise AccessError(f"{name} must be at most {limit:,} on this Space, whose memory every visitor shares; "
+                                  f"got {value:,}. Run the lab on your own machine for larger runs")
         kept = settings.get("keep_checkpoints")
         if kept is not None and not 1 <= int(kept) <= MAX_KEPT_CHECKPOINTS:
             raise AccessError(f"keep_checkpoints must be 1 to {MAX_KEPT_CHECKPOINTS} on this Space (each checkpoint "
                               f"counts towards your disk quota); got {kept}")
 
     def _check_fair_share(self) -> None:
+        live = [row["run_id"] for row in self.manager.runs() if row["state"] in LIVE_STATES]
+        limit = self.labs.settings.space_max_runs
+        if len(live) >= limit:
+            raise AccessError(f"This Space already has {len(live)} runs queued or training, as many as it takes: try "
+                              "again when one has finished, or run the lab on your own machine")
         mine = [row["run_id"] for row in self.runs() if row["state"] in LIVE_STATES
                 and run_owner(self.manager.run_dir(row["run_id"])) == self.visitor]
         limit = self.labs.settings.max_jobs_per_visitor
@@ -351,8 +378,8 @@ class Lab:
         staging.mkdir(parents=True)
         try:
             ingested = archives.ingest_files(list(map(str, paths)), str(staging), names=names, limits=self.labs.limits)
-            if self.public and self.usage_bytes() > self.labs.settings.quota_bytes:
-                raise AccessError(self._over_quota_message(0))
+            if self.public:   # what the archives held, now that it is unpacked
+                self._check_quota(0)
             final = self.uploads_dir / name
             os.replace(ingested.folder, final)
         finally:
@@ -370,6 +397,16 @@ class Lab:
                 raise AccessError(f"{os.path.basename(str(path)) or path!r} was not uploaded to this Space: send "
                                   "your files with the upload buttons, or from a script with gradio_client's "
                                   "handle_file(PATH)")
+
+    def output_folder(self, kind: str, keep: int = 3) -> Path:
+        """A new folder for what a page writes for download (an audit's CSVs, an export's zip, labels), inside the
+        visitor's lab so it counts towards their quota and goes with it; the ``keep`` newest of a kind are kept."""
+        outputs = self.uploads_dir / OUTPUTS_DIR
+        outputs.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{kind}-{time.time_ns():020d}-", dir=outputs))
+        for old in sorted(outputs.glob(f"{kind}-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return folder
 
     def delete_upload(self, name: str) -> None:
         shutil.rmtree(self.upload_folder(name))
@@ -393,6 +430,9 @@ class Lab:
     def _check_quota(self, incoming: int) -> None:
         if self.usage_bytes() + incoming > self.labs.settings.quota_bytes:
             raise AccessError(self._over_quota_message(incoming))
+        if _tree_size(self.root) + incoming > self.labs.settings.space_quota_bytes:
+            raise AccessError("This Space's disk for visitors' uploads and runs is full: try again later (unused labs "
+                              "are cleared after a day), or run the lab on your own machine")
 
     def _over_quota_message(self, incoming: int) -> str:
         quota = self.labs.settings.quota_bytes
@@ -409,6 +449,16 @@ def _upload_label(paths: list[str], names: list[str] | None) -> str:
                 return stem[: -len(suffix)]
     top = first.replace("\\", "/").split("/")[0] if names and "/" in first else ""
     return top or f"images-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _number(value: Any) -> float | None:
+    """A setting's value as a number when it is one (a form or an API caller may send "512"), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _size(path: str) -> int:

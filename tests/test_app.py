@@ -222,3 +222,13 @@ def test_the_start_from_hint_on_a_public_space_names_run_ids_not_server_paths():
     assert "one of your runs (its id" in on_a_space and "folder" not in on_a_space and "file" not in on_a_space
     assert "at most 60 minutes per start" in setting_control(SETTINGS["budget_minutes"], True, 60).info
     assert "per start" not in setting_control(SETTINGS["budget_minutes"], False, 60).info
+
+
+def test_a_public_space_clears_gradios_cache_of_old_files(tmp_path, monkeypatch):
+    """Every upload and download leaves a file in Gradio's cache; on a Space strangers make many."""
+    jobs = JobManager(tmp_path / "runs", max_jobs=1, start_thread=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("SSLCORE_PUBLIC", raising=False)
+    assert app.build_app(jobs).delete_cache is None
+    monkeypatch.setenv("SPACE_ID", "someone/lab")
+    assert app.build_app(jobs).delete_cache == (1800, 7200)

@@ -154,6 +154,47 @@ def test_a_run_on_a_space_is_bounded_in_time_and_in_checkpoints(labs):
     assert "--max-seconds" not in labs.manager._queue[-1].arguments
 
 
+def test_the_whole_space_has_caps_since_a_stranger_can_be_a_new_visitor_on_every_request(tmp_path):
+    """A raw /call request gets a fresh session, so a fresh lab: only Space-wide caps bound the queue and the disk."""
+    manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
+    labs = Labs(manager, public=True, received_dir=tmp_path,
+                settings=LabSettings(space_max_runs=2, space_quota_bytes=60_000))
+    strangers = [labs.lab(visitor_id(f"stranger-{n}-0123456789")) for n in range(3)]
+    for stranger in strangers[:2]:
+        stranger.start({**TINY, "data": "digits"}, "tensorflow")
+    with pytest.raises(AccessError, match="already has 2 runs queued or training"):
+        strangers[2].start({**TINY, "data": "digits"}, "tensorflow")
+    strangers[2].ingest([labelled_zip(tmp_path / "a.zip", per_class=10)])
+    with pytest.raises(AccessError, match="disk for visitors' uploads and runs is full"):
+        strangers[2].ingest([labelled_zip(tmp_path / "b.zip", per_class=40)])
+    assert strangers[2].uploads() == ["upload:a"]
+
+
+def test_what_pages_write_for_download_stays_in_the_lab_and_only_the_newest_are_kept(labs):
+    """Audit CSVs, export zips and labels used to pile up in /tmp, outside any quota."""
+    alice = labs.lab(visitor_id("alice-key-0123456789"))
+    made = []
+    for n in range(5):
+        made.append(alice.output_folder("audit"))
+        (made[-1] / "duplicates.csv").write_bytes(b"x" * 1000)
+    export = alice.output_folder("projector")
+    assert all(folder.parent.parent == alice.uploads_dir for folder in made + [export])
+    assert [folder.exists() for folder in made] == [False, False, True, True, True] and export.exists()
+    assert alice.usage_bytes() == 3000 and alice.uploads() == []     # counted, and not an upload
+
+
+def test_a_run_asking_for_more_memory_than_a_space_shares_is_refused(labs):
+    alice = labs.lab(visitor_id("alice-key-0123456789"))
+    for settings, name in (({"image_size": 512}, "image_size"), ({"batch_size": "4096"}, "batch_size"),
+                           ({"encoder_width": 8192}, "encoder_width"),
+                           ({"method_params": {"hidden_dim": 65536}}, "method_params.hidden_dim"),
+                           ({"method": "dino", "method_params": {"hidden_layers": 40}}, "method_params.hidden_layers")):
+        with pytest.raises(AccessError, match=f"{name} must be at most"):
+            alice.start({**TINY, "data": "digits", **settings}, "tensorflow")
+    assert alice.runs() == []
+    alice.start({**TINY, "data": "digits", "image_size": 224, "method_params": {"hidden_dim": 1024}}, "tensorflow")
+
+
 def test_quota_refuses_an_upload_that_would_overfill_the_lab(tmp_path):
     manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
     labs = Labs(manager, public=True, settings=LabSettings(quota_bytes=20_000), received_dir=tmp_path)
