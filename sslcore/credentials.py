@@ -20,6 +20,14 @@ def on_public_server() -> bool:
     return bool(os.environ.get(SPACE_ENV)) or os.environ.get(PUBLIC_ENV) == "1"
 
 
+def size_limit_bytes(name: str, public_default_mb: float) -> int | None:
+    """A size limit in MB from the environment variable ``name``; unset, ``public_default_mb`` on a public server
+    (where strangers choose what is stored or decoded) and no limit on the user's own machine."""
+    if os.environ.get(name):
+        return int(positive_setting(name, public_default_mb) * 1024 ** 2)
+    return int(public_default_mb * 1024 ** 2) if on_public_server() else None
+
+
 def server_credentials_allowed() -> bool:
     """The server's HF_TOKEN / saved login may stand in for an empty field only where the server is the user's own."""
     return not on_public_server()

@@ -255,8 +255,8 @@ class Lab:
     def _check_run_size(self, settings: dict[str, Any]) -> None:
         """What would make one run hold the shared trainer, or fill the visitor's disk, is refused up front."""
         minutes = self.labs.settings.run_minutes
-        budget = settings.get("budget_minutes")
-        if budget and float(budget) > minutes:
+        budget = _number(settings.get("budget_minutes"))
+        if budget and budget > minutes:
             raise AccessError(f"This Space trains a run for at most {minutes:g} minutes at a time, so everyone gets "
                               f"a turn: ask for {minutes:g} minutes or fewer (a longer run stops there, and Resume "
                               "continues it), or run the lab on your own machine for longer runs")
@@ -272,7 +272,7 @@ class Lab:
                 raise AccessError(f"{name} must be at most {limit:,} on this Space, whose memory every visitor shares; "
                                   f"got {value:,}. Run the lab on your own machine for larger runs")
         kept = settings.get("keep_checkpoints")
-        if kept is not None and not 1 <= int(kept) <= MAX_KEPT_CHECKPOINTS:
+        if kept is not None and not 1 <= (_number(kept) or 0) <= MAX_KEPT_CHECKPOINTS:
             raise AccessError(f"keep_checkpoints must be 1 to {MAX_KEPT_CHECKPOINTS} on this Space (each checkpoint "
                               f"counts towards your disk quota); got {kept}")
 

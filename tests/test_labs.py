@@ -138,6 +138,8 @@ def test_a_run_on_a_space_is_bounded_in_time_and_in_checkpoints(labs):
     for settings, message in (({"budget_minutes": 61}, "at most 60 minutes"),
                               ({"keep_checkpoints": 0}, "keep_checkpoints must be 1 to 3"),
                               ({"keep_checkpoints": 50}, "keep_checkpoints must be 1 to 3"),
+                              ({"keep_checkpoints": "all"}, "keep_checkpoints must be 1 to 3"),
+                              ({"budget_minutes": "600"}, "at most 60 minutes"),
                               ({"tfds_data_dir": "/srv/tfds"}, "tfds_data_dir cannot be set on this Space")):
         with pytest.raises(AccessError, match=message):
             alice.start({**TINY, "data": "digits", **settings}, "tensorflow")

@@ -126,9 +126,7 @@ def cache_limit_bytes() -> int | None:
     the data and the image size, and each pair is a file as large as the decoded set), else no limit."""
     from sslcore import credentials
 
-    if os.environ.get(CACHE_LIMIT_ENV):
-        return int(credentials.positive_setting(CACHE_LIMIT_ENV, PUBLIC_CACHE_LIMIT_MB) * 1024 ** 2)
-    return PUBLIC_CACHE_LIMIT_MB * 1024 ** 2 if credentials.on_public_server() else None
+    return credentials.size_limit_bytes(CACHE_LIMIT_ENV, PUBLIC_CACHE_LIMIT_MB)
 
 
 def keep_within_limit(directory: str, keep: str) -> None:

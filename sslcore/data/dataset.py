@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,9 +101,7 @@ def decoded_limit_bytes() -> int | None:
     (a Space, where a stranger picks the data and the image size) and no limit on the user's own machine."""
     from sslcore import credentials
 
-    if os.environ.get(DECODED_LIMIT_ENV):
-        return int(credentials.positive_setting(DECODED_LIMIT_ENV, PUBLIC_DECODED_LIMIT_MB) * 1024 ** 2)
-    return PUBLIC_DECODED_LIMIT_MB * 1024 ** 2 if credentials.on_public_server() else None
+    return credentials.size_limit_bytes(DECODED_LIMIT_ENV, PUBLIC_DECODED_LIMIT_MB)
 
 
 def check_decoded_size(count: int, image_size: int, what: str) -> None:
