@@ -76,9 +76,12 @@ class AppContext:
         from sslcore.hub import is_hub_id, is_hub_model
 
         choice = (choice or "").strip()
-        # On a public Space by its form alone: a look at the disk would tell a stranger which paths exist there.
-        hub_model = is_hub_id(choice) if self.public else is_hub_model(choice) and not (self.manager.root / choice).exists()
-        if choice and hub_model:
+        if self.public:
+            # By its form alone, passed on as hf://: a look at the disk (here or in sslcore.hub.is_hub_model later)
+            # would tell a stranger which paths exist, or take "runs/ID" for another visitor's run folder.
+            if choice and is_hub_id(choice):
+                return choice if choice.startswith("hf://") else f"hf://{choice}"
+        elif choice and is_hub_model(choice) and not (self.manager.root / choice).exists():
             return choice
         return self.run_path(choice)
 

@@ -390,7 +390,10 @@ def test_error_toasts_escape_what_visitors_named(monkeypatch):
 
 def test_on_a_space_a_typed_model_is_told_from_a_run_by_its_form_alone(tmp_path, monkeypatch):
     """USER/NAME is a Hub model whatever the server's disk holds: checking the disk told strangers which paths exist
-    (another visitor's run folder, files beside the app)."""
+    (another visitor's run folder, files beside the app), and a bare "runs/ID" passed on would be read as a run folder
+    by everything downstream that asks sslcore.hub.is_hub_model."""
+    from sslcore import hub
+
     from pages.common import AppContext
 
     manager = QueueOnly(tmp_path / "runs", max_jobs=1, start_thread=False)
@@ -398,7 +401,8 @@ def test_on_a_space_a_typed_model_is_told_from_a_run_by_its_form_alone(tmp_path,
     monkeypatch.chdir(tmp_path)
     public = AppContext(manager, None, labs=Labs(manager, public=True, received_dir=tmp_path))
     for typed in ("v0123/photos", "runs/v0123", "alice/model"):
-        assert public.model_source(typed) == typed
+        assert public.model_source(typed) == f"hf://{typed}" and hub.is_hub_model(public.model_source(typed))
+    assert public.model_source("hf://alice/model") == "hf://alice/model"
     local = AppContext(manager, None, labs=Labs(manager, public=False))
     assert local.model_source("alice/model") == "alice/model"
     with pytest.raises(ValueError, match="not a run id"):
