@@ -88,16 +88,10 @@ class AppContext:
     def embedder(self, choice: str | None):
         """What embeds a folder for the audit and few-label pages: a run picked from the list, or an encoder on the Hub
         typed into it (a timm resnet18, a pushed model), loaded as it is (``sslcore.model_encoder``)."""
+        from sslcore import explore
+
         source = self.model_source(choice)
-        return _hub_encoder(str(source), hub_token()) if isinstance(source, str) else source
-
-
-@functools.lru_cache(maxsize=2)
-def _hub_encoder(source: str, token):
-    """Kept for the next audit or labelling with the same model (building the network takes seconds)."""
-    from sslcore import model_encoder
-
-    return model_encoder.load(source if source.startswith("hf://") else f"hf://{source}", token=token)
+        return explore.pretrained_encoder(source, hub_token()) if isinstance(source, str) else source
 
 
 class _VisitorJobs:

@@ -133,8 +133,7 @@ def _on_other_data(path: str | os.PathLike, token: str | None, data: str):
     from sslcore import hub
 
     if hub.is_hub_model(path):
-        source = os.fspath(path)
-        encoder = _pretrained(source if source.startswith("hf://") else f"hf://{source}", token or None)
+        encoder = pretrained_encoder(os.fspath(path), token)
         key, size, load_encoder = (encoder.source, encoder.revision), encoder.image_size, lambda: encoder.encoder
     else:
         run = Run(path)
@@ -144,9 +143,15 @@ def _on_other_data(path: str | os.PathLike, token: str | None, data: str):
     return (*key, data), Path(os.fspath(path)), {"data": data, "image_size": size}, load_encoder
 
 
+def pretrained_encoder(source: str, token: str | None = None):
+    """The encoder of a Hub repo (``USER/NAME`` or ``hf://USER/NAME``: a pushed run or a timm checkpoint) as
+    ``sslcore.model_encoder`` loads it, kept in memory for the next caller (Explore, the audit, few-label labelling)."""
+    return _pretrained(source if source.startswith("hf://") else f"hf://{source}", None if token == "" else token)
+
+
 @functools.lru_cache(maxsize=2)
 def _pretrained(source: str, token: str | None):
-    """A pretrained encoder, kept in memory (building the network takes seconds; the weights are in the HF cache)."""
+    # Building the network takes seconds; the weights are in the HF cache.
     from sslcore import model_encoder
 
     return model_encoder.load(source, token=token)
