@@ -109,7 +109,7 @@ def shared_config(config: dict) -> dict:
     """A run's settings as a public repo shows them: folders by their name, not their path on this machine (a
     home directory, or a Space visitor's upload folder), as the model card already names them."""
     def local(value):
-        return Path(value).name if value and not str(value).startswith(("hf://", "hf:")) else value
+        return Path(value).name if value and not str(value).startswith("hf:") else value
 
     shared = dict(config)
     kind, _, path = str(config.get("data", "")).partition(":")

@@ -228,9 +228,9 @@ class Lab:
         settings["init"] = self.resolve_init(settings.get("init"))
         if not self.public:
             return self.manager.start(settings, backend)
+        self._check_run_size(settings)   # no disk to read: first
         self._check_fair_share()
         self._check_quota(0)
-        self._check_run_size(settings)
         return self.manager.start(settings, backend, owner=self.visitor, max_seconds=self._run_seconds())
 
     def stop(self, run_id: str) -> dict[str, Any]:
@@ -282,8 +282,7 @@ class Lab:
         if len(live) >= limit:
             raise AccessError(f"This Space already has {len(live)} runs queued or training, as many as it takes: try "
                               "again when one has finished, or run the lab on your own machine")
-        mine = [row["run_id"] for row in self.runs() if row["state"] in LIVE_STATES
-                and run_owner(self.manager.run_dir(row["run_id"])) == self.visitor]
+        mine = [run_id for run_id in live if run_owner(self.manager.run_dir(run_id)) == self.visitor]
         limit = self.labs.settings.max_jobs_per_visitor
         if len(mine) >= limit:
             raise AccessError(f"You already have {len(mine)} run(s) queued or training ({', '.join(mine)}); this Space "

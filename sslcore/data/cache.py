@@ -135,8 +135,12 @@ def keep_within_limit(directory: str, keep: str) -> None:
     if limit is None:
         return
     try:
-        entries = sorted((entry.stat().st_mtime, entry.stat().st_size, entry.path) for entry in os.scandir(directory)
-                         if entry.name.endswith(".npz") and not entry.name.startswith(".tmp-"))
+        entries = []   # (last used, bytes, path), oldest first
+        for entry in os.scandir(directory):
+            if entry.name.endswith(".npz") and not entry.name.startswith(".tmp-"):
+                stat = entry.stat()
+                entries.append((stat.st_mtime, stat.st_size, entry.path))
+        entries.sort()
         total = sum(size for _, size, _ in entries)
         for _, size, path in entries:
             if total <= limit:
