@@ -267,10 +267,10 @@ class Lab:
         asked += [(f"method_params.{name}", value, limit) for name, value in (settings.get("method_params") or {}).items()
                   for ending, limit in SPACE_METHOD_MAXIMUMS.items() if name.endswith(ending)]
         for name, value, limit in asked:
-            value = _number(value)
-            if value is not None and value > limit:
+            number = _number(value)
+            if number is not None and number > limit:
                 raise AccessError(f"{name} must be at most {limit:,} on this Space, whose memory every visitor shares; "
-                                  f"got {value:,}. Run the lab on your own machine for larger runs")
+                                  f"got {value}. Run the lab on your own machine for larger runs")
         kept = settings.get("keep_checkpoints")
         if kept is not None and not 1 <= (_number(kept) or 0) <= MAX_KEPT_CHECKPOINTS:
             raise AccessError(f"keep_checkpoints must be 1 to {MAX_KEPT_CHECKPOINTS} on this Space (each checkpoint "
